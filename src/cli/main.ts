@@ -1,0 +1,28 @@
+#!/usr/bin/env node
+import { Command } from 'commander';
+import { CapfiltError } from '../errors.js';
+import { CAPFILT_VERSION } from '../version.js';
+
+export function buildProgram(): Command {
+  const program = new Command();
+  program
+    .name('capfilt')
+    .description('Clean scraped image-text datasets with BLIP CapFilt (captioner + ITM filter)')
+    .version(CAPFILT_VERSION);
+  return program;
+}
+
+async function main(argv: string[]): Promise<void> {
+  try {
+    await buildProgram().parseAsync(argv);
+  } catch (err) {
+    if (err instanceof CapfiltError) {
+      process.stderr.write(`capfilt: ${err.message}\n`);
+      process.exitCode = 2;
+      return;
+    }
+    throw err;
+  }
+}
+
+await main(process.argv);

@@ -1,0 +1,67 @@
+/**
+ * capfilt's error vocabulary. A per-sample failure becomes a rejected record carrying its
+ * reason; a per-shard failure fails the shard's job; anything else is a bug and crashes.
+ */
+
+/** Why a single input pair was rejected. Stable strings: they land in output records. */
+export type RejectReason =
+  | 'missing_object'
+  | 'download_failed'
+  | 'blocked_url'
+  | 'undecodable'
+  | 'too_large'
+  | 'timeout'
+  | 'empty_text'
+  | 'bad_row'
+  | 'missing_image';
+
+/** Base class: every error capfilt raises on purpose has a machine-readable code. */
+export class CapfiltError extends Error {
+  readonly code: string;
+  constructor(code: string, message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = new.target.name;
+    this.code = code;
+  }
+}
+
+/** One input pair cannot be processed; the pipeline turns it into a rejected record. */
+export class SampleError extends CapfiltError {
+  readonly key: string;
+  readonly reason: RejectReason;
+  constructor(key: string, reason: RejectReason, message: string, options?: { cause?: unknown }) {
+    super(reason, `${key}: ${message}`, options);
+    this.key = key;
+    this.reason = reason;
+  }
+}
+
+/** A whole shard cannot be processed (input gone, output unwritable). */
+export class ShardError extends CapfiltError {
+  readonly shardId: string;
+  /** False when retrying cannot help (the input is gone); the queue then fails without retry. */
+  readonly retryable: boolean;
+  constructor(shardId: string, message: string, options?: { cause?: unknown; retryable?: boolean }) {
+    super('shard_failed', `shard ${shardId}: ${message}`, options);
+    this.shardId = shardId;
+    this.retryable = options?.retryable ?? true;
+  }
+}
+
+/** A model directory or checkpoint that capfilt cannot use. */
+export class ModelError extends CapfiltError {
+  constructor(message: string, options?: { cause?: unknown }) {
+    super('model_error', message, options);
+  }
+}
+
+/** Bad command-line or configuration input from the user. */
+export class UsageError extends CapfiltError {
+  constructor(message: string) {
+    super('usage', message);
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}

@@ -1,0 +1,152 @@
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { ModelError } from '../errors.js';
+
+/** Which of BLIP's two CapFilt models a checkpoint is. */
+export type ModelKind = 'captioner' | 'filter';
+
+export interface VisionConfig {
+  hiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  intermediateSize: number;
+  imageSize: number;
+  patchSize: number;
+  numChannels: number;
+  layerNormEps: number;
+  hiddenAct: string;
+}
+
+export interface TextConfig {
+  vocabSize: number;
+  hiddenSize: number;
+  /** Width of the image embeddings the cross-attention reads (the vision hidden size). */
+  encoderHiddenSize: number;
+  numLayers: number;
+  numHeads: number;
+  intermediateSize: number;
+  maxPositionEmbeddings: number;
+  layerNormEps: number;
+  hiddenAct: string;
+  bosTokenId: number;
+  sepTokenId: number;
+  padTokenId: number;
+}
+
+export interface BlipConfig {
+  kind: ModelKind;
+  architecture: string;
+  vision: VisionConfig;
+  text: TextConfig;
+  /** ITC projection width (image_text_hidden_size). */
+  imageTextHiddenSize: number;
+}
+
+const ARCHITECTURES: Record<string, ModelKind> = {
+  BlipForConditionalGeneration: 'captioner',
+  BlipForImageTextRetrieval: 'filter',
+};
+
+type Json = Record<string, unknown>;
+
+function num(obj: Json, key: string, fallback: number): number {
+  const v = obj[key];
+  if (v === undefined || v === null) return fallback;
+  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ModelError(`config.json: ${key} must be a number`);
+  return v;
+}
+
+function str(obj: Json, key: string, fallback: string): string {
+  const v = obj[key];
+  return typeof v === 'string' ? v : fallback;
+}
+
+/**
+ * Parse a Hugging Face BLIP config.json. Defaults are those of transformers' BlipVisionConfig and
+ * BlipTextConfig classes, except that a missing text head count is an error: the class default (8)
+ * is wrong for every released checkpoint, whose configs carry 12 explicitly.
+ */
+export function parseBlipConfig(json: unknown): BlipConfig {
+  if (typeof json !== 'object' || json === null) throw new ModelError('config.json is not an object');
+  const root = json as Json;
+  const archs = Array.isArray(root.architectures) ? (root.architectures as unknown[]) : [];
+  const architecture = archs.find((a): a is string => typeof a === 'string' && a in ARCHITECTURES);
+  if (!architecture) {
+    throw new ModelError(
+      `unsupported architecture ${JSON.stringify(archs)}: capfilt converts BlipForConditionalGeneration ` +
+        '(captioner) and BlipForImageTextRetrieval (filter)',
+    );
+  }
+  if (root.model_type !== undefined && root.model_type !== 'blip') {
+    throw new ModelError(`model_type ${JSON.stringify(root.model_type)} is not "blip"`);
+  }
+  const v = (root.vision_config ?? {}) as Json;
+  const t = (root.text_config ?? {}) as Json;
+  if (t.num_attention_heads === undefined) {
+    throw new ModelError('config.json: text_config.num_attention_heads is missing (refusing the class default)');
+  }
+  const vision: VisionConfig = {
+    hiddenSize: num(v, 'hidden_size', 768),
+    numLayers: num(v, 'num_hidden_layers', 12),
+    numHeads: num(v, 'num_attention_heads', 12),
+    intermediateSize: num(v, 'intermediate_size', 3072),
+    imageSize: num(v, 'image_size', 384),
+    patchSize: num(v, 'patch_size', 16),
+    numChannels: num(v, 'num_channels', 3),
+    layerNormEps: num(v, 'layer_norm_eps', 1e-5),
+    hiddenAct: str(v, 'hidden_act', 'gelu'),
+  };
+  const text: TextConfig = {
+    vocabSize: num(t, 'vocab_size', 30524),
+    hiddenSize: num(t, 'hidden_size', 768),
+    encoderHiddenSize: num(t, 'encoder_hidden_size', 768),
+    numLayers: num(t, 'num_hidden_layers', 12),
+    numHeads: num(t, 'num_attention_heads', 8),
+    intermediateSize: num(t, 'intermediate_size', 3072),
+    maxPositionEmbeddings: num(t, 'max_position_embeddings', 512),
+    layerNormEps: num(t, 'layer_norm_eps', 1e-12),
+    hiddenAct: str(t, 'hidden_act', 'gelu'),
+    bosTokenId: num(t, 'bos_token_id', 30522),
+    sepTokenId: num(t, 'sep_token_id', 102),
+    padTokenId: num(t, 'pad_token_id', 0),
+  };
+  for (const [name, c] of [
+    ['vision', vision],
+    ['text', text],
+  ] as const) {
+    if (c.hiddenSize % c.numHeads !== 0) {
+      throw new ModelError(`${name}_config: hidden_size ${c.hiddenSize} is not divisible by ${c.numHeads} heads`);
+    }
+    if (c.hiddenAct !== 'gelu') throw new ModelError(`${name}_config: hidden_act ${c.hiddenAct} is not supported`);
+  }
+  if (vision.imageSize % vision.patchSize !== 0) {
+    throw new ModelError(`image_size ${vision.imageSize} is not a multiple of patch_size ${vision.patchSize}`);
+  }
+  if (text.encoderHiddenSize !== vision.hiddenSize) {
+    throw new ModelError(
+      `text_config.encoder_hidden_size ${text.encoderHiddenSize} != vision hidden_size ${vision.hiddenSize}`,
+    );
+  }
+  return {
+    kind: ARCHITECTURES[architecture],
+    architecture,
+    vision,
+    text,
+    imageTextHiddenSize: num(root, 'image_text_hidden_size', 256),
+  };
+}
+
+export async function readBlipConfig(dir: string): Promise<BlipConfig> {
+  let raw: string;
+  try {
+    raw = await readFile(join(dir, 'config.json'), 'utf8');
+  } catch (err) {
+    throw new ModelError(`${dir}: no readable config.json`, { cause: err });
+  }
+  return parseBlipConfig(JSON.parse(raw));
+}
+
+/** Number of image tokens the vision encoder emits: patches plus the class token. */
+export function imageTokenCount(v: VisionConfig): number {
+  return (v.imageSize / v.patchSize) ** 2 + 1;
+}
