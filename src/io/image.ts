@@ -1,0 +1,135 @@
+import sharp, { type SharpOptions } from 'sharp';
+import { SampleError } from '../errors.js';
+
+// libvips' operation cache keys on input buffers; scraped images are seen once, so it only costs memory.
+sharp.cache(false);
+
+/** 8-bit RGB pixels, row-major HWC, 3 bytes per pixel. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
+
+export interface DecodedImage extends RgbImage {
+  /** sharp's name for the container format (jpeg, png, webp, gif, tiff, …). */
+  format: string;
+  /** Size as stored in the file, before EXIF orientation (one frame for animations). */
+  originalWidth: number;
+  originalHeight: number;
+}
+
+export interface DecodeLimits {
+  /** Larger encoded inputs are rejected unread (default 64 MiB). */
+  maxBytes?: number;
+  /** Larger decoded images are rejected from their header (default 100 megapixels). */
+  maxPixels?: number;
+  /** Decode time budget; 0 disables it (default 30 s). */
+  timeoutMs?: number;
+}
+
+export const DEFAULT_DECODE_LIMITS: Required<DecodeLimits> = {
+  maxBytes: 64 * 1024 * 1024,
+  maxPixels: 100_000_000,
+  timeoutMs: 30_000,
+};
+
+function classify(key: string, err: unknown): SampleError {
+  if (err instanceof SampleError) return err;
+  const msg = err instanceof Error ? err.message : String(err);
+  if (/pixel limit/i.test(msg))
+    return new SampleError(key, 'too_large', `image exceeds the pixel limit (${msg})`);
+  if (/timeout/i.test(msg)) return new SampleError(key, 'timeout', `image decode timed out (${msg})`);
+  return new SampleError(key, 'undecodable', `cannot decode image: ${msg}`, { cause: err });
+}
+
+function withDeadline<T>(key: string, work: Promise<T>, timeoutMs: number): Promise<T> {
+  if (timeoutMs <= 0) return work;
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new SampleError(key, 'timeout', `image decode exceeded ${timeoutMs} ms`)),
+      timeoutMs,
+    );
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
+}
+
+/**
+ * Encoded image bytes to 8-bit RGB, as PIL's `Image.open(...).convert('RGB')` sees them, plus EXIF
+ * orientation: first frame only, palette expanded, grey replicated to 3 channels, 16-bit reduced to
+ * 8-bit, CMYK converted to sRGB, alpha discarded without compositing (PIL's convert drops it too).
+ * Embedded ICC profiles are ignored because PIL, and so every BLIP checkpoint's training data, ignores them.
+ * Any failure is a SampleError carrying `key`: too_large, timeout, or undecodable.
+ */
+export async function decodeImage(
+  bytes: Buffer,
+  key: string,
+  limits: DecodeLimits = {},
+): Promise<DecodedImage> {
+  const maxBytes = limits.maxBytes ?? DEFAULT_DECODE_LIMITS.maxBytes;
+  const maxPixels = limits.maxPixels ?? DEFAULT_DECODE_LIMITS.maxPixels;
+  const timeoutMs = limits.timeoutMs ?? DEFAULT_DECODE_LIMITS.timeoutMs;
+  if (bytes.length === 0) throw new SampleError(key, 'undecodable', 'image file is empty (0 bytes)');
+  if (bytes.length > maxBytes) {
+    throw new SampleError(
+      key,
+      'too_large',
+      `image file is ${bytes.length} bytes, over the ${maxBytes}-byte limit`,
+    );
+  }
+  const input: SharpOptions = {
+    failOn: 'error',
+    limitInputPixels: maxPixels,
+    ignoreIcc: true,
+    pages: 1,
+    page: 0,
+  };
+  const work = (async (): Promise<DecodedImage> => {
+    const meta = await sharp(bytes, input).metadata();
+    if (!meta.format || !meta.width || !meta.height) {
+      throw new SampleError(key, 'undecodable', 'image header has no format or size');
+    }
+    let pipeline = sharp(bytes, input).rotate().removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' });
+    if (timeoutMs > 0) pipeline = pipeline.timeout({ seconds: Math.max(1, Math.ceil(timeoutMs / 1000)) });
+    const { data, info } = await pipeline.toBuffer({ resolveWithObject: true });
+    const rgb = toRgb(key, data, info.width, info.height, info.channels);
+    return {
+      width: info.width,
+      height: info.height,
+      data: rgb,
+      format: meta.format,
+      originalWidth: meta.width,
+      originalHeight: meta.pageHeight ?? meta.height,
+    };
+  })();
+  try {
+    return await withDeadline(key, work, timeoutMs);
+  } catch (err) {
+    throw classify(key, err);
+  } finally {
+    // A raced-out decode still settles later; keep its rejection from surfacing as unhandled.
+    work.catch(() => {});
+  }
+}
+
+/** sharp should already give 3 channels; anything else is reduced the way PIL's convert('RGB') would. */
+function toRgb(key: string, data: Buffer, width: number, height: number, channels: number): Uint8Array {
+  const n = width * height;
+  if (data.length !== n * channels) {
+    throw new SampleError(
+      key,
+      'undecodable',
+      `decoder returned ${data.length} bytes for ${width}x${height}x${channels}`,
+    );
+  }
+  if (channels === 3) return new Uint8Array(data.buffer, data.byteOffset, data.length);
+  const out = new Uint8Array(n * 3);
+  for (let i = 0; i < n; i++) {
+    const g = channels < 3;
+    out[i * 3] = data[i * channels];
+    out[i * 3 + 1] = data[i * channels + (g ? 0 : 1)];
+    out[i * 3 + 2] = data[i * channels + (g ? 0 : 2)];
+  }
+  return out;
+}
