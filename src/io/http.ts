@@ -1,0 +1,211 @@
+import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
+import http from 'node:http';
+import https from 'node:https';
+import { BlockList, isIP } from 'node:net';
+import { errorMessage, SampleError } from '../errors.js';
+
+export interface HttpFetchOptions {
+  timeoutMs: number;
+  /** Extra attempts after the first on network errors, 429 and 5xx. */
+  retries: number;
+  maxBytes: number;
+  /** Allow loopback/private/link-local targets (tests; trusted intranets). */
+  allowPrivateNetwork: boolean;
+  maxRedirects?: number;
+  userAgent?: string;
+}
+
+/** Ranges a scraped URL must never reach: a manifest must not make a worker probe its own network. */
+const blocked = new BlockList();
+for (const [net, bits] of [
+  ['0.0.0.0', 8],
+  ['10.0.0.0', 8],
+  ['100.64.0.0', 10],
+  ['127.0.0.0', 8],
+  ['169.254.0.0', 16],
+  ['172.16.0.0', 12],
+  ['192.0.0.0', 24],
+  ['192.168.0.0', 16],
+  ['198.18.0.0', 15],
+  ['224.0.0.0', 4],
+  ['240.0.0.0', 4],
+] as const) {
+  blocked.addSubnet(net, bits, 'ipv4');
+}
+for (const [net, bits] of [
+  ['::', 128],
+  ['::1', 128],
+  ['fc00::', 7],
+  ['fe80::', 10],
+  ['ff00::', 8],
+  ['64:ff9b::', 96],
+] as const) {
+  blocked.addSubnet(net, bits, 'ipv6');
+}
+
+/** True when an address is loopback, private, link-local (cloud metadata), unique-local or unspecified. */
+export function isBlockedAddress(address: string): boolean {
+  const family = isIP(address);
+  if (family === 4) return blocked.check(address, 'ipv4');
+  if (family === 6) {
+    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
+    if (mapped) return blocked.check(mapped[1], 'ipv4');
+    return blocked.check(address, 'ipv6');
+  }
+  return true;
+}
+
+class BlockedAddressError extends Error {}
+
+type LookupCallback = (
+  err: NodeJS.ErrnoException | null,
+  address: string | LookupAddress[],
+  family?: number,
+) => void;
+
+/**
+ * A dns.lookup replacement for the socket: the check happens on the addresses actually
+ * connected to, so DNS rebinding between a check and the connect cannot slip through.
+ */
+function guardedLookup(hostname: string, options: { all?: boolean }, callback: LookupCallback): void {
+  dnsLookup(hostname, { all: true }, (err, addresses) => {
+    if (err) return callback(err, []);
+    const bad = addresses.find((a) => isBlockedAddress(a.address));
+    if (bad) return callback(new BlockedAddressError(`${hostname} resolves to ${bad.address}`), []);
+    if (options.all) return callback(null, addresses);
+    const first = addresses[0];
+    callback(null, first.address, first.family);
+  });
+}
+
+interface Attempt {
+  status?: number;
+  body?: Buffer;
+  redirect?: string;
+}
+
+function once(url: URL, options: HttpFetchOptions, key: string, signal: AbortSignal): Promise<Attempt> {
+  return new Promise((resolve, reject) => {
+    const mod = url.protocol === 'https:' ? https : http;
+    const req = mod.request(
+      url,
+      {
+        method: 'GET',
+        signal,
+        headers: {
+          'user-agent': options.userAgent ?? 'capfilt (+https://github.com/capfilt)',
+          accept: 'image/*,*/*',
+        },
+        ...(options.allowPrivateNetwork ? {} : { lookup: guardedLookup as unknown as typeof dnsLookup }),
+      },
+      (res) => {
+        const status = res.statusCode ?? 0;
+        if (status >= 300 && status < 400 && res.headers.location) {
+          res.resume();
+          resolve({ status, redirect: res.headers.location });
+          return;
+        }
+        if (status !== 200) {
+          res.resume();
+          resolve({ status });
+          return;
+        }
+        const declared = Number(res.headers['content-length'] ?? 0);
+        if (declared > options.maxBytes) {
+          res.destroy();
+          reject(
+            new SampleError(key, 'too_large', `${url.href}: ${declared} bytes > cap ${options.maxBytes}`),
+          );
+          return;
+        }
+        const chunks: Buffer[] = [];
+        let size = 0;
+        res.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > options.maxBytes) {
+            res.destroy();
+            reject(new SampleError(key, 'too_large', `${url.href}: more than ${options.maxBytes} bytes`));
+            return;
+          }
+          chunks.push(chunk);
+        });
+        res.on('end', () => resolve({ status, body: Buffer.concat(chunks) }));
+        res.on('error', reject);
+      },
+    );
+    req.on('error', reject);
+    req.end();
+  });
+}
+
+function checkUrl(url: URL, key: string, allowPrivate: boolean): void {
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new SampleError(key, 'blocked_url', `${url.href}: only http(s) URLs are fetched`);
+  }
+  const host = url.hostname.replace(/^\[|\]$/g, '');
+  // Socket lookup is skipped for IP literals, so they are checked here.
+  if (!allowPrivate && isIP(host) && isBlockedAddress(host)) {
+    throw new SampleError(key, 'blocked_url', `${url.href}: private or local address`);
+  }
+  if (!allowPrivate && host.toLowerCase() === 'localhost') {
+    throw new SampleError(key, 'blocked_url', `${url.href}: private or local address`);
+  }
+}
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Downloads an image URL: per-attempt timeout, retries with backoff on network errors, 429 and
+ * 5xx, a byte cap, redirects re-checked, and the SSRF guard. Failures are SampleErrors.
+ */
+export async function fetchUrl(href: string, key: string, options: HttpFetchOptions): Promise<Buffer> {
+  let url: URL;
+  try {
+    url = new URL(href);
+  } catch {
+    throw new SampleError(key, 'download_failed', `invalid URL ${JSON.stringify(href)}`);
+  }
+  const maxRedirects = options.maxRedirects ?? 5;
+  let lastError = '';
+  for (let attempt = 0; attempt <= options.retries; attempt++) {
+    if (attempt > 0) await sleep(Math.min(2000, 100 * 2 ** (attempt - 1)) * (0.5 + Math.random()));
+    let current = url;
+    try {
+      for (let hop = 0; ; hop++) {
+        checkUrl(current, key, options.allowPrivateNetwork);
+        const res = await once(current, options, key, AbortSignal.timeout(options.timeoutMs));
+        if (res.redirect) {
+          if (hop >= maxRedirects)
+            throw new SampleError(key, 'download_failed', `${href}: too many redirects`);
+          current = new URL(res.redirect, current);
+          continue;
+        }
+        if (res.body) return res.body;
+        const status = res.status ?? 0;
+        if (status === 429 || status >= 500) {
+          lastError = `${current.href}: HTTP ${status}`;
+          break;
+        }
+        throw new SampleError(
+          key,
+          status === 404 || status === 410 ? 'missing_object' : 'download_failed',
+          `${current.href}: HTTP ${status}`,
+        );
+      }
+    } catch (err) {
+      if (err instanceof SampleError) throw err;
+      if (
+        err instanceof BlockedAddressError ||
+        (err as { cause?: unknown }).cause instanceof BlockedAddressError
+      ) {
+        throw new SampleError(key, 'blocked_url', `${current.href}: ${errorMessage(err)}`);
+      }
+      const name = (err as { name?: string }).name;
+      lastError =
+        name === 'TimeoutError' || name === 'AbortError'
+          ? `${current.href}: timed out after ${options.timeoutMs} ms`
+          : `${current.href}: ${errorMessage(err)}`;
+    }
+  }
+  throw new SampleError(key, 'download_failed', lastError);
+}

@@ -1,0 +1,63 @@
+import { errorMessage } from '../../errors.js';
+import type { PairRef, ShardRef } from '../../pipeline/types.js';
+import type { ObjectInfo, Storage } from '../location.js';
+import { IMAGE_EXTENSIONS } from './webdataset.js';
+
+function stemOf(relPath: string): string {
+  const slash = relPath.lastIndexOf('/');
+  const dot = relPath.lastIndexOf('.');
+  return dot > slash ? relPath.slice(0, dot) : relPath;
+}
+
+function extOf(relPath: string): string {
+  const slash = relPath.lastIndexOf('/');
+  const dot = relPath.lastIndexOf('.');
+  return dot > slash ? relPath.slice(dot + 1).toLowerCase() : '';
+}
+
+function hidden(relPath: string): boolean {
+  return relPath.split('/').some((p) => p.startsWith('.') || p.startsWith('_'));
+}
+
+/** The images of a folder (or prefix), sorted: the listing a folder shard's row range indexes. */
+export function folderImages(files: ObjectInfo[]): ObjectInfo[] {
+  return files.filter((f) => !hidden(f.relPath) && IMAGE_EXTENSIONS.has(extOf(f.relPath)));
+}
+
+/** Images with a sidecar `<name>.txt` caption (and optional `<name>.json` metadata). */
+export async function* readFolder(storage: Storage, shard: ShardRef): AsyncGenerator<PairRef> {
+  const files = await storage.list(shard.uri);
+  const byPath = new Map(files.map((f) => [f.relPath, f]));
+  const images = folderImages(files);
+  const start = shard.rowStart ?? 0;
+  const end = Math.min(shard.rowEnd ?? images.length, images.length);
+  for (let i = start; i < end; i++) {
+    const img = images[i];
+    const stem = stemOf(img.relPath);
+    const pair: PairRef = {
+      key: stem,
+      shardId: shard.id,
+      index: i - start,
+      source: img.uri,
+      image: { kind: 'location', uri: img.uri },
+      text: null,
+      meta: {},
+    };
+    const txt = byPath.get(`${stem}.txt`);
+    const json = byPath.get(`${stem}.json`);
+    try {
+      if (txt) pair.text = (await storage.read(txt.uri)).toString('utf8');
+      if (json) {
+        const parsed = JSON.parse((await storage.read(json.uri)).toString('utf8')) as unknown;
+        if (parsed && typeof parsed === 'object' && !Array.isArray(parsed))
+          pair.meta = parsed as Record<string, unknown>;
+      }
+    } catch (err) {
+      pair.meta = { sidecar_error: errorMessage(err) };
+    }
+    if (pair.text === null || pair.text.trim() === '') {
+      pair.invalid = { reason: 'empty_text', message: `${img.relPath} has no ${stem}.txt caption` };
+    }
+    yield pair;
+  }
+}

@@ -1,0 +1,29 @@
+import { UsageError } from '../../errors.js';
+import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
+import { baseName, type Storage } from '../location.js';
+import { fileKeyOf } from '../shards.js';
+import { delimiterOf, readCsv } from './csv.js';
+import { readFolder } from './folder.js';
+import { readJsonl } from './jsonl.js';
+import { readParquet } from './parquet.js';
+import { readWebDataset } from './webdataset.js';
+
+/** Every pair of a shard, in order, rejected rows included (records out = pairs in). */
+export function readShard(storage: Storage, shard: ShardRef, input: InputOptions): AsyncGenerator<PairRef> {
+  const fileKey = fileKeyOf(baseName(shard.uri));
+  switch (shard.format) {
+    case 'jsonl':
+      return readJsonl(storage, shard, input, fileKey);
+    case 'csv':
+    case 'tsv':
+      return readCsv(storage, shard, input, fileKey, delimiterOf(shard.format));
+    case 'parquet':
+      return readParquet(storage, shard, input, fileKey);
+    case 'webdataset':
+      return readWebDataset(storage, shard, input);
+    case 'folder':
+      return readFolder(storage, shard);
+    default:
+      throw new UsageError(`unknown input format ${(shard as ShardRef).format}`);
+  }
+}

@@ -1,0 +1,74 @@
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
+import type { Storage } from '../location.js';
+import { badRow, type RowPosition, rowToPair } from './row.js';
+
+/** A text stream of the file, gunzipped when its name ends in .gz. */
+export async function openText(storage: Storage, uri: string): Promise<Readable> {
+  const raw = await storage.readStream(uri);
+  if (!/\.gz$/i.test(uri)) return raw;
+  const gunzip = createGunzip();
+  raw.on('error', (err) => gunzip.destroy(err));
+  return raw.pipe(gunzip);
+}
+
+/** Non-blank lines of a JSONL file; each is one row. */
+async function* lines(storage: Storage, uri: string): AsyncGenerator<string> {
+  const stream = await openText(storage, uri);
+  const rl = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
+  try {
+    for await (const line of rl) {
+      if (line.trim() !== '') yield line;
+    }
+  } finally {
+    rl.close();
+    stream.destroy();
+  }
+}
+
+export async function countJsonlRows(storage: Storage, uri: string): Promise<number> {
+  let n = 0;
+  for await (const _ of lines(storage, uri)) n++;
+  return n;
+}
+
+export async function* readJsonl(
+  storage: Storage,
+  shard: ShardRef,
+  input: InputOptions,
+  fileKey: string,
+): AsyncGenerator<PairRef> {
+  const start = shard.rowStart ?? 0;
+  const end = shard.rowEnd ?? Number.POSITIVE_INFINITY;
+  let row = 0;
+  for await (const line of lines(storage, shard.uri)) {
+    if (row >= end) break;
+    if (row >= start) {
+      const pos: RowPosition = {
+        shardId: shard.id,
+        index: row - start,
+        row,
+        fileKey,
+        manifestUri: shard.uri,
+      };
+      let value: unknown;
+      let parsed = true;
+      try {
+        value = JSON.parse(line);
+      } catch (err) {
+        parsed = false;
+        yield badRow(pos, `invalid JSON (${(err as Error).message})`);
+      }
+      if (parsed) {
+        if (value && typeof value === 'object' && !Array.isArray(value)) {
+          yield rowToPair(value as Record<string, unknown>, pos, input);
+        } else {
+          yield badRow(pos, 'not a JSON object');
+        }
+      }
+    }
+    row++;
+  }
+}

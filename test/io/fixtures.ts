@@ -1,0 +1,78 @@
+import { gzipSync } from 'node:zlib';
+import { parquetWriteBuffer } from 'hyparquet-writer';
+import sharp from 'sharp';
+import { pack } from 'tar-stream';
+
+sharp.cache(false);
+
+/** A small solid-colour image with a contrasting square, encoded as asked. */
+export async function makeImage(
+  format: 'png' | 'jpeg' | 'webp' = 'png',
+  colour: [number, number, number] = [200, 40, 40],
+  size = 24,
+): Promise<Buffer> {
+  const square = await sharp({
+    create: {
+      width: size / 2,
+      height: size / 2,
+      channels: 3,
+      background: { r: 255 - colour[0], g: 255 - colour[1], b: 255 - colour[2] },
+    },
+  })
+    .png()
+    .toBuffer();
+  const base = sharp({
+    create: {
+      width: size,
+      height: size,
+      channels: 3,
+      background: { r: colour[0], g: colour[1], b: colour[2] },
+    },
+  }).composite([{ input: square, left: size / 4, top: size / 4 }]);
+  return format === 'png'
+    ? base.png().toBuffer()
+    : format === 'jpeg'
+      ? base.jpeg().toBuffer()
+      : base.webp().toBuffer();
+}
+
+/** An in-memory tar of the given members, in order. */
+export async function makeTar(members: { name: string; data: Buffer | string }[]): Promise<Buffer> {
+  const p = pack();
+  const chunks: Buffer[] = [];
+  p.on('data', (c: unknown) => {
+    chunks.push(c as Buffer);
+  });
+  const done = new Promise<void>((resolve, reject) => {
+    p.on('end', () => resolve());
+    p.on('error', reject);
+  });
+  for (const m of members)
+    p.entry({ name: m.name }, typeof m.data === 'string' ? Buffer.from(m.data) : m.data);
+  p.finalize();
+  await done;
+  return Buffer.concat(chunks);
+}
+
+export function makeParquet(
+  columns: Record<string, (string | null)[]>,
+  codec: 'UNCOMPRESSED' | 'SNAPPY' | 'GZIP' = 'SNAPPY',
+  rowGroupSize?: number,
+): Buffer {
+  const buf = parquetWriteBuffer({
+    columnData: Object.entries(columns).map(([name, data]) => ({
+      name,
+      data,
+      type: 'STRING' as const,
+      nullable: true,
+    })),
+    codec,
+    compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)) },
+    ...(rowGroupSize ? { rowGroupSize } : {}),
+  });
+  return Buffer.from(buf);
+}
+
+export function jsonl(rows: unknown[]): string {
+  return `${rows.map((r) => (typeof r === 'string' ? r : JSON.stringify(r))).join('\n')}\n`;
+}
