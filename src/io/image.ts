@@ -36,7 +36,8 @@ export const DEFAULT_DECODE_LIMITS: Required<DecodeLimits> = {
 
 function classify(key: string, err: unknown): SampleError {
   if (err instanceof SampleError) return err;
-  const msg = err instanceof Error ? err.message : String(err);
+  // libvips repeats its warnings over several lines; the first one names the problem.
+  const msg = (err instanceof Error ? err.message : String(err)).split('\n')[0];
   if (/pixel limit/i.test(msg))
     return new SampleError(key, 'too_large', `image exceeds the pixel limit (${msg})`);
   if (/timeout/i.test(msg)) return new SampleError(key, 'timeout', `image decode timed out (${msg})`);
