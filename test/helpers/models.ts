@@ -1,0 +1,40 @@
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { importModel } from '../../src/model/import.js';
+
+export const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'blip-tiny');
+
+export interface TinyModels {
+  captioner: string;
+  filter: string;
+  dispose(): void;
+}
+
+/** The fixture's tiny captioner and filter, converted into a private temp dir for this test file. */
+export async function importTinyModels(options: { precision?: 'fp32' | 'fp16' } = {}): Promise<TinyModels> {
+  const dir = mkdtempSync(join(tmpdir(), 'capfilt-models-'));
+  const captioner = join(dir, 'captioner');
+  const filter = join(dir, 'filter');
+  await importModel(join(FIXTURE, 'captioner'), captioner, options);
+  await importModel(join(FIXTURE, 'filter'), filter, options);
+  return { captioner, filter, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+// biome-ignore lint/suspicious/noExplicitAny: reference.json is free-form test data.
+export const REFERENCE: any = JSON.parse(readFileSync(join(FIXTURE, 'reference.json'), 'utf8'));
+
+export const IMAGE_NAMES = ['0_gradient', '1_shapes', '2_noise', '3_stripes', '4_gray', '5_alpha'] as const;
+
+/** A raw little-endian float32 tensor from the fixture's bins/. */
+export function fixtureBin(name: string): Float32Array {
+  const buf = readFileSync(join(FIXTURE, 'bins', name));
+  return new Float32Array(buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength));
+}
+
+export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
+  if (a.length !== b.length) return Number.POSITIVE_INFINITY;
+  let m = 0;
+  for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
+  return m;
+}
