@@ -105,7 +105,9 @@ export class Captioner {
     const { imageSize, numChannels } = this.manifest.vision;
     const plane = numChannels * imageSize * imageSize;
     const pixels = new Float32Array(samples.length * plane);
-    samples.forEach((s, i) => pixels.set(s.pixels, i * plane));
+    samples.forEach((s, i) => {
+      pixels.set(s.pixels, i * plane);
+    });
     const vision = await this.sessions.vision.run({
       pixel_values: float32(pixels, [samples.length, numChannels, imageSize, imageSize]),
     });

@@ -13,7 +13,9 @@ export function selectRows(t: ort.Tensor, rows: readonly number[]): ort.Tensor {
   const src = t.data as Float32Array;
   const width = n === 0 ? 0 : src.length / n;
   const out = new Float32Array(rows.length * width);
-  rows.forEach((r, i) => out.set(src.subarray(r * width, (r + 1) * width), i * width));
+  rows.forEach((r, i) => {
+    out.set(src.subarray(r * width, (r + 1) * width), i * width);
+  });
   return float32(out, [rows.length, ...rest]);
 }
 

@@ -76,7 +76,7 @@ describe('Captioner on the blip-tiny fixture', () => {
     it(`${name}: token ids identical to Hugging Face, batched and one by one`, async () => {
       const options = { ...CAPFILT_DECODING, ...opts };
       const batched = await captioner.caption(samples, options);
-      const single = [];
+      const single: Awaited<ReturnType<Captioner['caption']>> = [];
       for (const s of samples) single.push(...(await captioner.caption([s], options)));
       const results = REFERENCE.captioner.generation[name].results;
       IMAGE_NAMES.forEach((image, i) => {
