@@ -87,7 +87,6 @@ export function crossKeyValues(
   imageEmbeds: string,
   prefix: string,
 ): LayerCache[] {
-  const { g } = b;
   const projections: string[] = [];
   for (let i = 0; i < cfg.numLayers; i++) {
     const l = `${prefix}encoder.layer.${i}.crossattention.self.`;
