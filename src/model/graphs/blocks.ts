@@ -119,7 +119,7 @@ export class Blocks {
 
   /** torch.nn.functional.normalize(x, dim=-1): x / max(‖x‖₂, 1e-12). */
   l2Normalize(x: string): string {
-    const norm = this.g.op('ReduceL2', [x, this.g.constInt64([-1])], { keepdims: 1 });
+    const norm = this.g.op('ReduceL2', [x], { axes: [-1], keepdims: 1 });
     const clamped = this.g.op('Max', [norm, this.g.constFloat([1e-12], [])]);
     return this.g.op('Div', [x, clamped]);
   }

@@ -1,0 +1,97 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Filter } from '../../src/filter/filter.js';
+import {
+  fixtureBin,
+  IMAGE_NAMES,
+  importTinyModels,
+  maxAbsDiff,
+  REFERENCE,
+  type TinyModels,
+} from '../helpers/models.js';
+
+interface ReferencePair {
+  text: string;
+  itm_prob: number;
+  itc_cosine: number;
+  itm_enc_first: { itm_prob: number };
+}
+
+const pairsOf = (image: string): ReferencePair[] => REFERENCE.filter.pairs[image];
+const samples = IMAGE_NAMES.map((name) => ({
+  key: name,
+  pixels: fixtureBin(`pixel_values_${name}_png.bin`),
+  texts: pairsOf(name).map((p) => p.text),
+}));
+
+describe('Filter on the blip-tiny fixture', () => {
+  let models: TinyModels;
+  let fp16: TinyModels;
+  let filter: Filter;
+  beforeAll(async () => {
+    models = await importTinyModels();
+    filter = await Filter.load(models.filter, { batchSize: 4 });
+  });
+  afterAll(async () => {
+    await filter?.close();
+    models?.dispose();
+    fp16?.dispose();
+  });
+
+  it('encodes images within 1e-4 of Hugging Face', async () => {
+    const { imageEmbeds } = await filter.encode(samples);
+    const data = imageEmbeds.data as Float32Array;
+    const per = data.length / samples.length;
+    IMAGE_NAMES.forEach((name, i) => {
+      expect(
+        maxAbsDiff(data.subarray(i * per, (i + 1) * per), fixtureBin(`filter_image_embeds_${name}.bin`)),
+      ).toBeLessThan(1e-4);
+    });
+  });
+
+  it('ITM with [CLS] first and ITC match Hugging Face within 1e-4 for every pair', async () => {
+    const scores = await filter.score(samples, { firstToken: 'cls', maxTextLength: 35 });
+    IMAGE_NAMES.forEach((name, i) => {
+      pairsOf(name).forEach((ref, j) => {
+        expect(Math.abs(scores[i][j].itm - ref.itm_prob), `${name} #${j} itm`).toBeLessThan(1e-4);
+        expect(Math.abs(scores[i][j].itc - ref.itc_cosine), `${name} #${j} itc`).toBeLessThan(1e-4);
+      });
+    });
+  });
+
+  it('ITM with [ENC] first (BLIP fine-tuning convention) matches the reference', async () => {
+    const scores = await filter.score(samples, { firstToken: 'enc', maxTextLength: 35 });
+    IMAGE_NAMES.forEach((name, i) => {
+      pairsOf(name).forEach((ref, j) => {
+        expect(Math.abs(scores[i][j].itm - ref.itm_enc_first.itm_prob), `${name} #${j}`).toBeLessThan(1e-4);
+      });
+    });
+  });
+
+  it('gives the same scores one sample at a time as in a batch', async () => {
+    const batched = await filter.score(samples, { firstToken: 'enc', maxTextLength: 35 });
+    for (let i = 0; i < samples.length; i++) {
+      const [single] = await filter.score([samples[i]], { firstToken: 'enc', maxTextLength: 35 });
+      single.forEach((s, j) => {
+        expect(Math.abs(s.itm - batched[i][j].itm)).toBeLessThan(1e-5);
+        expect(Math.abs(s.itc - batched[i][j].itc)).toBeLessThan(1e-5);
+      });
+    }
+  });
+
+  it('fp16 graphs stay within 1e-2 of fp32 on ITM probabilities', async () => {
+    fp16 = await importTinyModels({ precision: 'fp16' });
+    const half = await Filter.load(fp16.filter);
+    try {
+      const a = await filter.score(samples, { firstToken: 'enc', maxTextLength: 35 });
+      const b = await half.score(samples, { firstToken: 'enc', maxTextLength: 35 });
+      expect(half.manifest.precision).toBe('fp16');
+      a.forEach((row, i) => {
+        row.forEach((s, j) => {
+          expect(Math.abs(s.itm - b[i][j].itm)).toBeLessThan(1e-2);
+        });
+      });
+    } finally {
+      await half.close();
+    }
+  });
+});
