@@ -214,6 +214,12 @@ export async function writeSafetensors(
 ): Promise<void> {
   // Sorted keys, as the reference writer orders tensors of one dtype: byte-identical output for equal maps.
   const keys = [...weights.keys()].sort();
+  for (const key of keys) {
+    const t = weights.get(key) as HostTensor;
+    if (t.data.length !== numel(t.shape)) {
+      throw new ModelError(`${key}: ${t.data.length} values for shape ${JSON.stringify(t.shape)}`);
+    }
+  }
   const specs = keys.map((key) => ({ key, shape: (weights.get(key) as HostTensor).shape }));
   await writeSafetensorsFrom(path, specs, (key) => (weights.get(key) as HostTensor).data, metadata);
 }
