@@ -2,6 +2,8 @@
 import { Command } from 'commander';
 import { CapfiltError } from '../errors.js';
 import { CAPFILT_VERSION } from '../version.js';
+import { registerInference } from './infer.js';
+import { registerModels } from './models.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -9,6 +11,8 @@ export function buildProgram(): Command {
     .name('capfilt')
     .description('Clean scraped image-text datasets with BLIP CapFilt (captioner + ITM filter)')
     .version(CAPFILT_VERSION);
+  registerModels(program);
+  registerInference(program);
   return program;
 }
 
