@@ -161,27 +161,28 @@ function resampleHorizontal(
 ): Uint8Array {
   const out = new Uint8Array(outW * outH * 3);
   const half = 1 << (PRECISION_BITS - 1);
+  const { bounds, k, ksize } = c;
   for (let yy = 0; yy < outH; yy++) {
     const row = (yy + offset) * srcW * 3;
+    let o = yy * outW * 3;
     for (let xx = 0; xx < outW; xx++) {
-      const xmin = c.bounds[xx * 2];
-      const xmax = c.bounds[xx * 2 + 1];
-      const kb = xx * c.ksize;
+      const xmin = bounds[xx * 2];
+      const xmax = bounds[xx * 2 + 1];
+      const kb = xx * ksize;
       let s0 = half;
       let s1 = half;
       let s2 = half;
-      for (let x = 0; x < xmax; x++) {
-        const kv = c.k[kb + x];
-        const p = row + (x + xmin) * 3;
+      let p = row + xmin * 3;
+      for (let x = 0; x < xmax; x++, p += 3) {
+        const kv = k[kb + x];
         // Sums stay well inside int32, as Pillow's do (two spare bits), so | 0 is exact.
         s0 = (s0 + src[p] * kv) | 0;
         s1 = (s1 + src[p + 1] * kv) | 0;
         s2 = (s2 + src[p + 2] * kv) | 0;
       }
-      const o = (yy * outW + xx) * 3;
-      out[o] = clip8(s0);
-      out[o + 1] = clip8(s1);
-      out[o + 2] = clip8(s2);
+      out[o++] = clip8(s0);
+      out[o++] = clip8(s1);
+      out[o++] = clip8(s2);
     }
   }
   return out;
@@ -194,34 +195,48 @@ function resampleVertical(
   c: Coeffs,
   rowShift: number,
 ): Uint8Array {
-  const out = new Uint8Array(width * outH * 3);
-  const half = 1 << (PRECISION_BITS - 1);
   const stride = width * 3;
+  const out = new Uint8Array(stride * outH);
+  const half = 1 << (PRECISION_BITS - 1);
+  const { bounds, k, ksize } = c;
+  // Row accumulator: taps outer, pixels inner, so both buffers are read sequentially. Same sums as Pillow's.
+  const acc = new Int32Array(stride);
   for (let yy = 0; yy < outH; yy++) {
-    const ymin = c.bounds[yy * 2] - rowShift;
-    const ymax = c.bounds[yy * 2 + 1];
-    const kb = yy * c.ksize;
-    for (let xx = 0; xx < stride; xx++) {
-      let s = half;
-      for (let y = 0; y < ymax; y++) {
-        s = (s + src[(y + ymin) * stride + xx] * c.k[kb + y]) | 0;
-      }
-      out[yy * stride + xx] = clip8(s);
+    const ymin = bounds[yy * 2] - rowShift;
+    const ymax = bounds[yy * 2 + 1];
+    const kb = yy * ksize;
+    acc.fill(half);
+    for (let y = 0; y < ymax; y++) {
+      const kv = k[kb + y];
+      const r = (y + ymin) * stride;
+      for (let xx = 0; xx < stride; xx++) acc[xx] += src[r + xx] * kv;
     }
+    const o = yy * stride;
+    for (let xx = 0; xx < stride; xx++) out[o + xx] = clip8(acc[xx]);
   }
   return out;
 }
 
-/** PIL Image.resize with NEAREST on the full box: source pixel floor((x + 0.5) * scale). */
+/**
+ * PIL Image.resize with NEAREST (Pillow's ImagingScaleAffine): source coordinates are accumulated
+ * in doubles from scale/2 by repeated addition, so the port accumulates the same way.
+ */
 function resizeNearest(image: RgbImage, outW: number, outH: number): Uint8Array {
   const out = new Uint8Array(outW * outH * 3);
-  const sx = image.width / outW;
-  const sy = image.height / outH;
+  const ax = image.width / outW;
+  const ay = image.height / outH;
+  const xin = new Int32Array(outW);
+  let xo = ax * 0.5;
+  for (let x = 0; x < outW; x++) {
+    xin[x] = Math.min(image.width - 1, Math.trunc(xo));
+    xo += ax;
+  }
+  let yo = ay * 0.5;
   for (let y = 0; y < outH; y++) {
-    const yin = Math.min(image.height - 1, Math.floor((y + 0.5) * sy));
+    const yi = Math.min(image.height - 1, Math.trunc(yo));
+    yo += ay;
     for (let x = 0; x < outW; x++) {
-      const xin = Math.min(image.width - 1, Math.floor((x + 0.5) * sx));
-      const s = (yin * image.width + xin) * 3;
+      const s = (yi * image.width + xin[x]) * 3;
       const o = (y * outW + x) * 3;
       out[o] = image.data[s];
       out[o + 1] = image.data[s + 1];
