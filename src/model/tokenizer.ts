@@ -17,6 +17,8 @@ export interface BertTokenizerOptions {
   tokenizeChineseChars: boolean;
   /** Used when truncation is asked for without a maxLength. */
   modelMaxLength: number;
+  /** decode()'s default for cleanUpTokenizationSpaces (HF: tokenizer_config clean_up_tokenization_spaces). */
+  cleanUpTokenizationSpaces?: boolean;
   /** Ids of BLIP's added tokens; the hub vocab.txt lacks them. */
   dec: number;
   enc: number;
@@ -243,6 +245,7 @@ export class BertTokenizer {
       stripAccents: typeof strip === 'boolean' ? strip : null,
       tokenizeChineseChars: bool('tokenize_chinese_chars', true),
       modelMaxLength: typeof maxLen === 'number' && maxLen > 0 && maxLen < 1e9 ? maxLen : 512,
+      cleanUpTokenizationSpaces: bool('clean_up_tokenization_spaces', true),
       dec: ids.dec,
       enc: ids.enc,
     });
@@ -290,7 +293,8 @@ export class BertTokenizer {
     }
     if (current.length > 0) subTexts.push(tokensToString(current));
     const text = subTexts.join(' ');
-    return (opts.cleanUpTokenizationSpaces ?? true) ? cleanUpTokenization(text) : text;
+    const cleanUp = opts.cleanUpTokenizationSpaces ?? this.options.cleanUpTokenizationSpaces ?? true;
+    return cleanUp ? cleanUpTokenization(text) : text;
   }
 
   idsToTokens(ids: readonly number[], skipSpecialTokens = false): string[] {

@@ -1,6 +1,8 @@
-import { readFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
+import { ModelError } from '../../src/errors.js';
 import { BertTokenizer, encodeForItm, parseVocab } from '../../src/model/tokenizer.js';
 
 const FIXTURE = join(import.meta.dirname, '../fixtures/blip-tiny');
@@ -112,6 +114,9 @@ describe('truncation and ITM encoding', () => {
     expect(ids[4]).toBe(102);
     expect(ids.slice(1, 4)).toEqual(tok.encode(text, { addSpecialTokens: false }).slice(0, 3));
     expect(tok.encode(text, { maxLength: 5, truncation: false })).toHaveLength(10);
+    // HF truncates when only max_length is given.
+    expect(tok.encode(text, { maxLength: 5 })).toEqual(ids);
+    expect(tok.encode(text, { maxLength: 3, addSpecialTokens: false })).toHaveLength(3);
   });
 
   it('reproduces every filter pair input_ids and attention_mask (padded and unpadded)', () => {
@@ -138,5 +143,51 @@ describe('vocab parsing', () => {
     expect(parseVocab('a\r\nb\nc\n')).toEqual(['a', 'b', 'c']);
     expect(parseVocab('a\nb')).toEqual(['a', 'b']);
     expect(parseVocab('a\n\nb\n')).toEqual(['a', '', 'b']);
+  });
+});
+
+describe('fromDir settings', () => {
+  const vocab = ['[PAD]', '[UNK]', '[CLS]', '[SEP]', '[MASK]', 'hello', 'Hello', 'cafe', 'café', '##s'];
+
+  async function withDir(config: object | null, fn: (dir: string) => Promise<void>): Promise<void> {
+    const dir = await mkdtemp(join(tmpdir(), 'capfilt-tok-'));
+    try {
+      await writeFile(join(dir, 'vocab.txt'), `${vocab.join('\n')}\n`);
+      if (config) await writeFile(join(dir, 'tokenizer_config.json'), JSON.stringify(config));
+      await fn(dir);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('lower-cases and strips accents by default (no tokenizer_config.json)', async () => {
+    await withDir(null, async (dir) => {
+      const t = await BertTokenizer.fromDir(dir, { dec: 10, enc: 11 });
+      expect(t.tokenize('Hello CAFÉS')).toEqual(['hello', 'cafe', '##s']);
+      expect(t.encode('Hello')).toEqual([2, 5, 3]);
+      expect(t.specialIds).toMatchObject({ pad: 0, unk: 1, cls: 2, sep: 3, mask: 4, dec: 10, enc: 11 });
+    });
+  });
+
+  it('keeps case and accents when do_lower_case is false', async () => {
+    await withDir({ do_lower_case: false }, async (dir) => {
+      const t = await BertTokenizer.fromDir(dir, { dec: 10, enc: 11 });
+      expect(t.tokenize('Hello hello café')).toEqual(['Hello', 'hello', 'café']);
+      expect(t.tokenize('HELLO')).toEqual(['[UNK]']);
+    });
+  });
+
+  it('keeps accents when strip_accents is false, and honours clean_up_tokenization_spaces', async () => {
+    await withDir({ strip_accents: false, clean_up_tokenization_spaces: false }, async (dir) => {
+      const t = await BertTokenizer.fromDir(dir, { dec: 10, enc: 11 });
+      expect(t.tokenize('CAFÉ')).toEqual(['café']);
+      expect(t.decode([5, t.tokenToId('[UNK]')])).toBe('hello [UNK]');
+    });
+  });
+
+  it('fails with a ModelError when vocab.txt is missing', async () => {
+    await expect(
+      BertTokenizer.fromDir(join(tmpdir(), 'capfilt-no-such-dir'), { dec: 1, enc: 2 }),
+    ).rejects.toThrow(ModelError);
   });
 });
