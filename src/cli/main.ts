@@ -2,8 +2,10 @@
 import { Command } from 'commander';
 import { CapfiltError } from '../errors.js';
 import { CAPFILT_VERSION } from '../version.js';
+import { registerDataset } from './dataset.js';
 import { registerInference } from './infer.js';
 import { registerModels } from './models.js';
+import { registerRun } from './run.js';
 
 export function buildProgram(): Command {
   const program = new Command();
@@ -13,6 +15,8 @@ export function buildProgram(): Command {
     .version(CAPFILT_VERSION);
   registerModels(program);
   registerInference(program);
+  registerRun(program);
+  registerDataset(program);
   return program;
 }
 

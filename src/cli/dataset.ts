@@ -1,0 +1,97 @@
+import { type Command, Option } from 'commander';
+import { UsageError } from '../errors.js';
+import { Storage } from '../io/location.js';
+import { exportBlip, refilter } from '../pipeline/dataset.js';
+import { floatArg, intArg } from './engine-options.js';
+import { s3OptionsFromCli } from './run.js';
+
+interface S3Cli {
+  s3Endpoint?: string;
+  s3PathStyle?: boolean;
+  s3Region?: string;
+}
+
+function addS3(cmd: Command): Command {
+  return cmd
+    .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL)')
+    .option('--s3-path-style', 'path-style S3 addressing')
+    .option('--s3-region <region>', 'S3 region');
+}
+
+export function registerDataset(program: Command): void {
+  addS3(
+    program
+      .command('refilter')
+      .description('re-decide which texts to keep from the stored scores, without loading a model')
+      .requiredOption('-i, --input <loc>', 'a capfilt output folder or prefix')
+      .requiredOption('-o, --output <loc>', 'where to write the re-filtered dataset')
+      .option('--threshold <p>', 'keep a text iff its ITM match probability is above this', floatArg)
+      .addOption(
+        new Option('--consider <which>', 'texts that may be kept').choices(['web', 'synthetic', 'both']),
+      )
+      .option('--keep-top <k>', 'keep at most k texts per image, best first (0: all)', intArg)
+      .option('--gzip', 'write part-<shard>.jsonl.gz'),
+  ).action(
+    async (
+      o: S3Cli & {
+        input: string;
+        output: string;
+        threshold?: number;
+        consider?: 'web' | 'synthetic' | 'both';
+        keepTop?: number;
+        gzip?: boolean;
+      },
+    ) => {
+      if (o.threshold === undefined && o.consider === undefined && o.keepTop === undefined) {
+        throw new UsageError('refilter needs at least one of --threshold, --consider, --keep-top');
+      }
+      const storage = new Storage({ s3: s3OptionsFromCli(o) });
+      try {
+        const r = await refilter(
+          storage,
+          o.input,
+          o.output,
+          { threshold: o.threshold, consider: o.consider, topK: o.keepTop },
+          o.gzip ? 'gzip' : 'none',
+        );
+        process.stdout.write(
+          `capfilt: refiltered ${r.records} records in ${r.shards} shards; ${r.keptTexts} texts kept -> ${o.output}\n`,
+        );
+      } finally {
+        storage.close();
+      }
+    },
+  );
+
+  addS3(
+    program
+      .command('export')
+      .description('export kept texts as BLIP/LAVIS pre-training annotations ([{"image"|"url", "caption"}])')
+      .requiredOption('-i, --input <loc>', 'a capfilt output folder or prefix')
+      .addOption(new Option('--format <format>', 'annotation format').choices(['blip']).default('blip'))
+      .option('-o, --output <loc>', 'file to write (default: stdout)'),
+  ).action(async (o: S3Cli & { input: string; output?: string }) => {
+    const storage = new Storage({ s3: s3OptionsFromCli(o) });
+    try {
+      if (!o.output) {
+        await exportBlip(storage, o.input, async (chunk) => {
+          if (!process.stdout.write(chunk)) await new Promise((r) => process.stdout.once('drain', r));
+        });
+        return;
+      }
+      const writer = await storage.createAtomicWriter(o.output);
+      try {
+        const n = await exportBlip(storage, o.input, async (chunk) => {
+          if (!writer.stream.write(chunk)) await new Promise((r) => writer.stream.once('drain', r));
+        });
+        await writer.commit();
+        process.stderr.write(`capfilt: ${n} annotations -> ${o.output}\n`);
+      } catch (err) {
+        await writer.abort();
+        throw err;
+      }
+    } finally {
+      storage.close();
+    }
+  });
+}

@@ -1,0 +1,180 @@
+/** Reading a capfilt output dataset back: `refilter` (re-decide from stored scores) and `export`. */
+import { createInterface } from 'node:readline';
+import type { Readable } from 'node:stream';
+import { createGunzip } from 'node:zlib';
+import { UsageError } from '../errors.js';
+import type { FilterOptions } from '../filter/options.js';
+import { joinUri, type Storage } from '../io/location.js';
+import { parsePartName, ShardWriter, SUMMARY_NAME } from '../io/shard-writer.js';
+import { emptyTimings, summarize } from '../io/stats.js';
+import { recordOptions, runOptions } from './options.js';
+import { applyDecision } from './stages.js';
+import type { OutputRecord, RecordOptions, RunOptions, ShardStats } from './types.js';
+
+export interface CompletedShard {
+  shardId: string;
+  data: string;
+  stats: ShardStats;
+}
+
+/** Shards of an output folder that have their completion marker (others are incomplete and ignored). */
+export async function completedShards(storage: Storage, output: string): Promise<CompletedShard[]> {
+  const files = await storage.list(output);
+  const data = new Map<string, string>();
+  const markers: { id: string; uri: string }[] = [];
+  for (const f of files) {
+    const p = parsePartName(f.relPath);
+    if (!p) continue;
+    if (p.kind === 'data') data.set(p.shardId, f.uri);
+    else markers.push({ id: p.shardId, uri: f.uri });
+  }
+  const out: CompletedShard[] = [];
+  for (const m of markers) {
+    const d = data.get(m.id);
+    if (!d) continue;
+    const stats = JSON.parse((await storage.read(m.uri)).toString('utf8')) as ShardStats;
+    out.push({ shardId: m.id, data: d, stats });
+  }
+  return out;
+}
+
+/** Records of a part file, in order. */
+export async function* readRecords(storage: Storage, uri: string): AsyncGenerator<OutputRecord> {
+  const raw: Readable = await storage.readStream(uri);
+  const stream = uri.endsWith('.gz') ? raw.pipe(createGunzip()) : raw;
+  const rl = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
+  try {
+    for await (const line of rl) if (line.trim() !== '') yield JSON.parse(line) as OutputRecord;
+  } finally {
+    rl.close();
+    raw.destroy();
+  }
+}
+
+/** RunOptions as far as a stored record's provenance tells them. */
+export function optionsFromRecord(o: RecordOptions): RunOptions {
+  return runOptions({
+    filter: {
+      threshold: o.threshold,
+      consider: o.consider,
+      topK: o.top_k_texts,
+      firstToken: o.first_token,
+      normalizeWebText: o.normalize_web_text,
+    },
+    decoding: {
+      strategy: o.strategy,
+      topP: o.top_p,
+      topK: o.top_k,
+      repetitionPenalty: o.repetition_penalty,
+      numBeams: o.num_beams,
+      maxLength: o.max_length,
+      minLength: o.min_length,
+      prompt: o.prompt,
+      numCaptions: o.num_captions,
+      seed: o.seed,
+    },
+  });
+}
+
+export type RefilterOptions = Partial<Pick<FilterOptions, 'threshold' | 'consider' | 'topK'>>;
+
+/** One record re-decided from its stored scores (no model): rejected and human records keep their texts. */
+export function refilterRecord(r: OutputRecord, change: RefilterOptions): OutputRecord {
+  const options = optionsFromRecord(r.options);
+  options.filter = { ...options.filter, ...definedOnly(change) };
+  const provenance = recordOptions(options);
+  if (r.status !== 'ok' || r.human || !r.web || r.web.itm === null || r.web.itc === null) {
+    return { ...r, options: provenance };
+  }
+  return applyDecision(
+    { ...r, options: provenance },
+    r.web.text,
+    { itm: r.web.itm, itc: r.web.itc },
+    r.synthetic.map((s) => ({ text: s.text, tokenIds: s.token_ids })),
+    r.synthetic.map((s) => ({ itm: s.itm, itc: s.itc })),
+    options,
+  );
+}
+
+function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}
+
+export interface RefilterResult {
+  shards: number;
+  records: number;
+  keptTexts: number;
+}
+
+/** `capfilt refilter`: DataComp-style re-thresholding of a finished output into a new one. */
+export async function refilter(
+  storage: Storage,
+  input: string,
+  output: string,
+  change: RefilterOptions,
+  compression: 'none' | 'gzip' = 'none',
+): Promise<RefilterResult> {
+  const shards = await completedShards(storage, input);
+  if (shards.length === 0) throw new UsageError(`${input} holds no completed capfilt shards`);
+  const all: ShardStats[] = [];
+  for (const s of shards) {
+    const started = new Date();
+    const writer = await ShardWriter.open(storage, output, s.stats.shard, compression);
+    try {
+      let batch: OutputRecord[] = [];
+      for await (const r of readRecords(storage, s.data)) {
+        batch.push(refilterRecord(r, change));
+        if (batch.length >= 512) {
+          await writer.append(batch);
+          batch = [];
+        }
+      }
+      await writer.append(batch);
+      const fallback = {
+        ...s.stats.options,
+        ...definedOnly({ threshold: change.threshold, consider: change.consider, top_k_texts: change.topK }),
+      };
+      all.push(await writer.commit(emptyTimings(), started, fallback));
+    } catch (err) {
+      await writer.abort();
+      throw err;
+    }
+  }
+  const summary = summarize(all);
+  await storage.write(
+    joinUri(output, SUMMARY_NAME),
+    `${JSON.stringify({ ...summary, refilteredFrom: input, completedAt: new Date().toISOString() }, null, 2)}\n`,
+  );
+  return { shards: all.length, records: summary.records, keptTexts: summary.kept.texts };
+}
+
+/** One BLIP/LAVIS annotation: the image (path or S3 URI) or url, and one kept caption. */
+export type BlipAnnotation = { image: string; caption: string } | { url: string; caption: string };
+
+export async function* blipAnnotations(storage: Storage, input: string): AsyncGenerator<BlipAnnotation> {
+  const shards = await completedShards(storage, input);
+  if (shards.length === 0) throw new UsageError(`${input} holds no completed capfilt shards`);
+  for (const s of shards) {
+    for await (const r of readRecords(storage, s.data)) {
+      if (r.status !== 'ok') continue;
+      const isUrl = /^https?:\/\//i.test(r.source);
+      for (const caption of r.texts) yield isUrl ? { url: r.source, caption } : { image: r.source, caption };
+    }
+  }
+}
+
+/** `capfilt export --format blip`: a JSON list, one entry per kept text, streamed out. */
+export async function exportBlip(
+  storage: Storage,
+  input: string,
+  write: (chunk: string) => Promise<void>,
+): Promise<number> {
+  let n = 0;
+  await write('[');
+  for await (const a of blipAnnotations(storage, input)) {
+    await write(`${n === 0 ? '\n' : ',\n'}${JSON.stringify(a)}`);
+    n++;
+  }
+  await write(n === 0 ? ']\n' : '\n]\n');
+  return n;
+}

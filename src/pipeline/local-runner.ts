@@ -1,0 +1,189 @@
+import { readdir, rm } from 'node:fs/promises';
+import { join } from 'node:path';
+import { Captioner, type EngineOptions } from '../captioner/captioner.js';
+import { errorMessage, ShardError } from '../errors.js';
+import { Filter } from '../filter/filter.js';
+import { joinUri, parseLocation, type Storage } from '../io/location.js';
+import { SUMMARY_NAME, shardOutputNames } from '../io/shard-writer.js';
+import { type PlannedShard, planShards } from '../io/shards.js';
+import { type RunSummary, summarize } from '../io/stats.js';
+import type { CaptionEngine, FilterEngine } from './engines.js';
+import { Progress } from './progress.js';
+import { processShard } from './shard.js';
+import type { RunOptions, ShardStats } from './types.js';
+
+export interface LocalRunParams {
+  input: string;
+  output: string;
+  /** Human-annotated manifests/folders: added to the output unfiltered, marked human. */
+  human?: string[];
+  captionerDir: string;
+  filterDir: string;
+  engine?: EngineOptions;
+  options: RunOptions;
+  storage: Storage;
+  /** Redo shards whose completion marker exists. */
+  overwrite?: boolean;
+  progress?: 'auto' | 'tty' | 'plain' | 'none';
+  signal?: AbortSignal;
+  log?: (line: string) => void;
+  /** Already loaded engines (benchmarks, tests); the runner then does not load or close them. */
+  engines?: { captioner: CaptionEngine; filter: FilterEngine };
+}
+
+export interface LocalRunResult {
+  shards: number;
+  processed: number;
+  skipped: number;
+  failed: { shard: string; error: string }[];
+  interrupted: boolean;
+  /** Null when the run did not complete (failures or interruption). */
+  summary: RunSummary | null;
+  summaryUri: string;
+  wallMs: number;
+  /** Milliseconds inside the captioner and the filter, summed over shards processed now. */
+  modelMs: number;
+  stats: ShardStats[];
+}
+
+/** Temp files of writes that a killed process never committed. */
+async function removeStaleTemps(output: string): Promise<void> {
+  const loc = parseLocation(output);
+  if (loc.kind !== 'local') return;
+  const names = await readdir(loc.path).catch(() => [] as string[]);
+  await Promise.all(
+    names.filter((n) => /^\.part-.*\.tmp$/.test(n)).map((n) => rm(join(loc.path, n), { force: true })),
+  );
+}
+
+async function readStats(storage: Storage, uri: string): Promise<ShardStats | null> {
+  try {
+    return JSON.parse((await storage.read(uri)).toString('utf8')) as ShardStats;
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * `capfilt run` on one machine: plan shards, skip completed ones (unless overwrite), process the
+ * rest one by one with decode prefetch, and write _summary.json once every shard is complete.
+ */
+export async function runLocal(p: LocalRunParams): Promise<LocalRunResult> {
+  const t0 = performance.now();
+  const log = p.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const planned: PlannedShard[] = await planShards(p.storage, p.input, {
+    shardSize: p.options.input.shardSize,
+  });
+  for (const h of p.human ?? []) {
+    planned.push(...(await planShards(p.storage, h, { shardSize: p.options.input.shardSize, human: true })));
+  }
+  const ids = new Set<string>();
+  for (const { shard } of planned) {
+    if (ids.has(shard.id)) throw new ShardError(shard.id, 'two inputs map to the same shard id; rename one');
+    ids.add(shard.id);
+  }
+  await removeStaleTemps(p.output);
+
+  const compression = p.options.output.compression;
+  const todo: PlannedShard[] = [];
+  const done: ShardStats[] = [];
+  const totalPairs = planned.every((s) => s.pairs !== null)
+    ? planned.reduce((a, s) => a + (s.pairs ?? 0), 0)
+    : null;
+  const progress =
+    p.progress && p.progress !== 'auto'
+      ? new Progress({ mode: p.progress, totalPairs, totalShards: planned.length })
+      : Progress.auto(totalPairs, planned.length);
+  for (const s of planned) {
+    const marker = shardOutputNames(p.output, s.shard.id, compression).stats;
+    const existing = p.overwrite
+      ? null
+      : (await p.storage.exists(marker))
+        ? await readStats(p.storage, marker)
+        : null;
+    if (existing) {
+      done.push(existing);
+      progress.skipShard(s.pairs ?? existing.records);
+    } else {
+      todo.push(s);
+    }
+  }
+  if (done.length > 0)
+    log(`capfilt: ${done.length} of ${planned.length} shards already complete, skipping them`);
+
+  const needModels = todo.some((s) => !s.shard.human);
+  let engines = p.engines;
+  const owned: { close(): Promise<void> }[] = [];
+  if (!engines && needModels) {
+    const captioner = await Captioner.load(p.captionerDir, { batchSize: p.options.batchSize, ...p.engine });
+    owned.push(captioner);
+    const filter = await Filter.load(p.filterDir, { batchSize: p.options.batchSize, ...p.engine });
+    owned.push(filter);
+    engines = { captioner, filter };
+  }
+
+  const failed: LocalRunResult['failed'] = [];
+  const fresh: ShardStats[] = [];
+  let interrupted = false;
+  try {
+    for (const s of todo) {
+      if (p.signal?.aborted) {
+        interrupted = true;
+        break;
+      }
+      try {
+        const stats = await processShard(s.shard, {
+          storage: p.storage,
+          options: p.options,
+          captioner: engines?.captioner ?? null,
+          filter: engines?.filter ?? null,
+          output: p.output,
+          signal: p.signal,
+          onProgress: (n) => progress.add(n),
+        });
+        fresh.push(stats);
+        progress.shardDone();
+      } catch (err) {
+        if (p.signal?.aborted) {
+          interrupted = true;
+          break;
+        }
+        failed.push({ shard: s.shard.id, error: errorMessage(err) });
+        log(`capfilt: shard ${s.shard.id} failed: ${errorMessage(err)}`);
+      }
+    }
+  } finally {
+    progress.finish();
+    for (const e of owned) await e.close().catch(() => undefined);
+  }
+
+  const all = [...done, ...fresh];
+  const complete = !interrupted && failed.length === 0 && all.length === planned.length;
+  const summaryUri = joinUri(p.output, SUMMARY_NAME);
+  let summary: RunSummary | null = null;
+  if (complete) {
+    summary = summarize(all);
+    const body = {
+      ...summary,
+      input: p.input,
+      human: p.human ?? [],
+      output: p.output,
+      shardIds: planned.map((s) => s.shard.id),
+      completedAt: new Date().toISOString(),
+    };
+    await p.storage.write(summaryUri, `${JSON.stringify(body, null, 2)}\n`);
+  }
+  const modelMs = fresh.reduce((a, s) => a + s.timingsMs.caption + s.timingsMs.filter, 0);
+  return {
+    shards: planned.length,
+    processed: fresh.length,
+    skipped: done.length,
+    failed,
+    interrupted,
+    summary,
+    summaryUri,
+    wallMs: performance.now() - t0,
+    modelMs,
+    stats: all,
+  };
+}

@@ -1,0 +1,176 @@
+import { ShardError } from '../errors.js';
+import { ShardWriter } from '../io/shard-writer.js';
+import { emptyTimings } from '../io/stats.js';
+import { recordOptions } from './options.js';
+import {
+  buildRecords,
+  captionSamples,
+  filterSamples,
+  loadSamples,
+  readShardPairs,
+  type StageContext,
+} from './stages.js';
+import type { LoadedSample, OutputRecord, PairRef, ShardRef, ShardStats, StageTimings } from './types.js';
+
+export interface ShardContext extends StageContext {
+  /** Output folder or prefix. */
+  output: string;
+  /** Batches fetched and decoded ahead of the models (bounded: memory stays flat). */
+  prefetch?: number;
+  signal?: AbortSignal;
+  /** Called after each batch is written, with the number of pairs it held. */
+  onProgress?: (pairs: number) => void;
+}
+
+async function* batches<T>(
+  items: AsyncIterable<T>,
+  size: number,
+  timings: StageTimings,
+): AsyncGenerator<T[]> {
+  let batch: T[] = [];
+  const it = items[Symbol.asyncIterator]();
+  for (;;) {
+    const t0 = performance.now();
+    const next = await it.next();
+    timings.read += performance.now() - t0;
+    if (next.done) break;
+    batch.push(next.value);
+    if (batch.length >= size) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/**
+ * Runs `load` on up to `depth` upcoming batches while the consumer works on the current one:
+ * decoding overlaps model inference, and at most depth+1 batches are in memory.
+ */
+async function* prefetched<T, U>(
+  source: AsyncIterable<T>,
+  depth: number,
+  load: (item: T) => Promise<U>,
+): AsyncGenerator<U> {
+  const it = source[Symbol.asyncIterator]();
+  const queue: Promise<IteratorResult<U>>[] = [];
+  let exhausted = false;
+  // Reads stay in order: each pull waits for the previous one, loads run concurrently.
+  let chain: Promise<unknown> = Promise.resolve();
+  const pull = (): Promise<IteratorResult<U>> => {
+    const p = chain.then(async (): Promise<IteratorResult<U>> => {
+      if (exhausted) return { done: true, value: undefined };
+      const n = await it.next();
+      if (n.done) {
+        exhausted = true;
+        return { done: true, value: undefined };
+      }
+      return { done: false, value: await load(n.value) };
+    });
+    chain = p.then(
+      () => undefined,
+      () => undefined,
+    );
+    return p;
+  };
+  try {
+    for (let i = 0; i <= depth; i++) queue.push(pull());
+    for (;;) {
+      const head = queue.shift() as Promise<IteratorResult<U>>;
+      const r = await head;
+      if (r.done) return;
+      queue.push(pull());
+      yield r.value;
+    }
+  } finally {
+    for (const p of queue) p.catch(() => undefined);
+    await it.return?.(undefined);
+  }
+}
+
+function aborted(signal: AbortSignal | undefined, shardId: string): void {
+  if (signal?.aborted) throw new ShardError(shardId, 'interrupted', { cause: signal.reason });
+}
+
+/**
+ * Reads, decodes, captions, filters and writes one shard: `part-<shard>.jsonl` (atomically), then
+ * its stats marker. Per-sample failures become rejected records; a per-shard failure (input gone,
+ * output unwritable, interrupted) throws a ShardError and leaves no partial output.
+ */
+export async function processShard(shard: ShardRef, ctx: ShardContext): Promise<ShardStats> {
+  const startedAt = new Date();
+  const timings = emptyTimings();
+  const writer = await ShardWriter.open(ctx.storage, ctx.output, shard, ctx.options.output.compression);
+  try {
+    const pairs = readShardPairs(shard, ctx);
+    const loaded = prefetched<PairRef[], LoadedSample[]>(
+      batches(pairs, ctx.options.batchSize, timings),
+      ctx.prefetch ?? 2,
+      async (batch) => {
+        const t0 = performance.now();
+        const out = await loadSamples(batch, ctx);
+        timings.decode += performance.now() - t0;
+        return out;
+      },
+    );
+    for await (const batch of loaded) {
+      aborted(ctx.signal, shard.id);
+      const records = await modelStages(batch, ctx, timings);
+      const t0 = performance.now();
+      await writer.append(records);
+      timings.write += performance.now() - t0;
+      ctx.onProgress?.(records.length);
+    }
+    aborted(ctx.signal, shard.id);
+    return await writer.commit(timings, startedAt, recordOptions(ctx.options));
+  } catch (err) {
+    await writer.abort();
+    if (err instanceof ShardError) throw err;
+    const code = (err as { code?: string }).code;
+    throw new ShardError(shard.id, (err as Error).message ?? String(err), {
+      cause: err,
+      retryable: code !== 'not_found',
+    });
+  }
+}
+
+/** Caption → filter → records for one decoded batch, timing each model. */
+export async function modelStages(
+  batch: LoadedSample[],
+  ctx: StageContext,
+  timings: StageTimings,
+): Promise<OutputRecord[]> {
+  let t0 = performance.now();
+  const captioned = await captionSamples(batch, ctx);
+  timings.caption += performance.now() - t0;
+  t0 = performance.now();
+  const scored = await filterSamples(captioned, ctx);
+  timings.filter += performance.now() - t0;
+  return buildRecords(scored, ctx);
+}
+
+/**
+ * Writes already-built records of a shard (for workers that split the stages across processes):
+ * data file atomically, then the marker.
+ */
+export async function writeShardOutput(
+  shard: ShardRef,
+  records: AsyncIterable<OutputRecord[]> | Iterable<OutputRecord[]>,
+  ctx: Pick<ShardContext, 'storage' | 'options' | 'output'>,
+  timings: StageTimings = emptyTimings(),
+  startedAt: Date = new Date(),
+): Promise<ShardStats> {
+  const writer = await ShardWriter.open(ctx.storage, ctx.output, shard, ctx.options.output.compression);
+  try {
+    for await (const batch of records) {
+      const t0 = performance.now();
+      await writer.append(batch);
+      timings.write += performance.now() - t0;
+    }
+    return await writer.commit(timings, startedAt, recordOptions(ctx.options));
+  } catch (err) {
+    await writer.abort();
+    if (err instanceof ShardError) throw err;
+    throw new ShardError(shard.id, (err as Error).message ?? String(err), { cause: err });
+  }
+}
