@@ -59,8 +59,9 @@ function withDeadline<T>(key: string, work: Promise<T>, timeoutMs: number): Prom
 /**
  * Encoded image bytes to 8-bit RGB, as PIL's `Image.open(...).convert('RGB')` sees them, plus EXIF
  * orientation: first frame only, palette expanded, grey replicated to 3 channels, 16-bit reduced to
- * 8-bit, CMYK converted to sRGB, alpha discarded without compositing (PIL's convert drops it too).
- * Embedded ICC profiles are ignored because PIL, and so every BLIP checkpoint's training data, ignores them.
+ * 8-bit, CMYK converted to RGB with PIL's own formula, alpha discarded without compositing (PIL's
+ * convert drops it too). Embedded ICC profiles are ignored because PIL, and so every BLIP checkpoint's
+ * training data, ignores them. SVG is refused (PIL cannot open it, and rendering is unbounded work).
  * Any failure is a SampleError carrying `key`: too_large, timeout, or undecodable.
  */
 export async function decodeImage(
@@ -91,10 +92,21 @@ export async function decodeImage(
     if (!meta.format || !meta.width || !meta.height) {
       throw new SampleError(key, 'undecodable', 'image header has no format or size');
     }
-    let pipeline = sharp(bytes, input).rotate().removeAlpha().toColourspace('srgb').raw({ depth: 'uchar' });
+    if (meta.format === 'svg')
+      throw new SampleError(key, 'undecodable', 'vector images (SVG) are not decoded');
+    // CMYK stays CMYK through libvips so the conversion below can be PIL's, not an ICC transform.
+    const cmyk = meta.space === 'cmyk';
+    let pipeline = sharp(bytes, input).rotate().removeAlpha();
+    pipeline = cmyk
+      ? pipeline.pipelineColourspace('cmyk').toColourspace('cmyk')
+      : pipeline.toColourspace('srgb');
+    pipeline = pipeline.raw({ depth: 'uchar' });
     if (timeoutMs > 0) pipeline = pipeline.timeout({ seconds: Math.max(1, Math.ceil(timeoutMs / 1000)) });
     const { data, info } = await pipeline.toBuffer({ resolveWithObject: true });
-    const rgb = toRgb(key, data, info.width, info.height, info.channels);
+    const rgb =
+      cmyk && info.channels === 4
+        ? cmykToRgb(data, info.width * info.height)
+        : toRgb(key, data, info.width, info.height, info.channels);
     return {
       width: info.width,
       height: info.height,
@@ -112,6 +124,23 @@ export async function decodeImage(
     // A raced-out decode still settles later; keep its rejection from surfacing as unhandled.
     work.catch(() => {});
   }
+}
+
+/**
+ * PIL's cmyk2rgb (what `convert('RGB')` does to a CMYK image): no colour management, each channel is
+ * (255 - K) scaled by (255 - ink) with PIL's rounded divide by 255.
+ */
+function cmykToRgb(data: Buffer, pixels: number): Uint8Array {
+  const out = new Uint8Array(pixels * 3);
+  const mulDiv255 = (a: number, b: number): number => {
+    const t = a * b + 128;
+    return ((t >> 8) + t) >> 8;
+  };
+  for (let p = 0; p < pixels; p++) {
+    const nk = 255 - data[p * 4 + 3];
+    for (let c = 0; c < 3; c++) out[p * 3 + c] = Math.max(0, nk - mulDiv255(data[p * 4 + c], nk));
+  }
+  return out;
 }
 
 /** sharp should already give 3 channels; anything else is reduced the way PIL's convert('RGB') would. */
