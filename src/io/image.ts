@@ -96,17 +96,20 @@ export async function decodeImage(
       throw new SampleError(key, 'undecodable', 'vector images (SVG) are not decoded');
     // CMYK stays CMYK through libvips so the conversion below can be PIL's, not an ICC transform.
     const cmyk = meta.space === 'cmyk';
-    let pipeline = sharp(bytes, input).rotate().removeAlpha();
-    pipeline = cmyk
-      ? pipeline.pipelineColourspace('cmyk').toColourspace('cmyk')
-      : pipeline.toColourspace('srgb');
+    // A transparent GIF pixel is, to PIL, the palette colour of the transparent index; keep alpha to find them.
+    const gifKey = meta.format === 'gif' ? gifTransparentColour(bytes) : null;
+    let pipeline = sharp(bytes, input).rotate();
+    if (cmyk) pipeline = pipeline.removeAlpha().pipelineColourspace('cmyk').toColourspace('cmyk');
+    else if (gifKey) pipeline = pipeline.toColourspace('srgb').ensureAlpha();
+    else pipeline = pipeline.removeAlpha().toColourspace('srgb');
     pipeline = pipeline.raw({ depth: 'uchar' });
     if (timeoutMs > 0) pipeline = pipeline.timeout({ seconds: Math.max(1, Math.ceil(timeoutMs / 1000)) });
     const { data, info } = await pipeline.toBuffer({ resolveWithObject: true });
-    const rgb =
-      cmyk && info.channels === 4
-        ? cmykToRgb(data, info.width * info.height)
-        : toRgb(key, data, info.width, info.height, info.channels);
+    const pixels = info.width * info.height;
+    let rgb: Uint8Array;
+    if (cmyk && info.channels === 4) rgb = cmykToRgb(data, pixels);
+    else if (gifKey && info.channels === 4) rgb = unkeyGif(data, pixels, gifKey);
+    else rgb = toRgb(key, data, info.width, info.height, info.channels);
     return {
       width: info.width,
       height: info.height,
@@ -139,6 +142,54 @@ function cmykToRgb(data: Buffer, pixels: number): Uint8Array {
   for (let p = 0; p < pixels; p++) {
     const nk = 255 - data[p * 4 + 3];
     for (let c = 0; c < 3; c++) out[p * 3 + c] = Math.max(0, nk - mulDiv255(data[p * 4 + c], nk));
+  }
+  return out;
+}
+
+/**
+ * The RGB palette entry of the first frame's transparent index, or null when the first frame has no
+ * transparency (or the header cannot be walked: then sharp's decode stands as is).
+ */
+export function gifTransparentColour(b: Buffer): [number, number, number] | null {
+  if (b.length < 13 || b.toString('latin1', 0, 3) !== 'GIF') return null;
+  const flags = b[10];
+  let pos = 13;
+  let palette: Buffer | null = null;
+  if (flags & 0x80) {
+    const size = 3 * (1 << ((flags & 7) + 1));
+    palette = b.subarray(pos, pos + size);
+    pos += size;
+  }
+  let transparent = -1;
+  while (pos < b.length) {
+    const block = b[pos];
+    if (block === 0x21) {
+      const label = b[pos + 1];
+      if (label === 0xf9 && pos + 6 < b.length && b[pos + 3] & 1) transparent = b[pos + 6];
+      // Skip the extension's sub-blocks.
+      pos += 2;
+      while (pos < b.length && b[pos] !== 0) pos += b[pos] + 1;
+      pos += 1;
+    } else if (block === 0x2c) {
+      if (pos + 9 >= b.length) return null;
+      const local = b[pos + 9];
+      if (local & 0x80) palette = b.subarray(pos + 10, pos + 10 + 3 * (1 << ((local & 7) + 1)));
+      if (transparent < 0 || !palette || 3 * transparent + 2 >= palette.length) return null;
+      return [palette[3 * transparent], palette[3 * transparent + 1], palette[3 * transparent + 2]];
+    } else {
+      return null;
+    }
+  }
+  return null;
+}
+
+function unkeyGif(data: Buffer, pixels: number, colour: [number, number, number]): Uint8Array {
+  const out = new Uint8Array(pixels * 3);
+  for (let p = 0; p < pixels; p++) {
+    const opaque = data[p * 4 + 3] !== 0;
+    out[p * 3] = opaque ? data[p * 4] : colour[0];
+    out[p * 3 + 1] = opaque ? data[p * 4 + 1] : colour[1];
+    out[p * 3 + 2] = opaque ? data[p * 4 + 2] : colour[2];
   }
   return out;
 }

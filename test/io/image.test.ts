@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SampleError } from '../../src/errors.js';
-import { type DecodedImage, decodeImage } from '../../src/io/image.js';
+import { type DecodedImage, decodeImage, gifTransparentColour } from '../../src/io/image.js';
 
 const FIXTURE = join(import.meta.dirname, '../fixtures/blip-tiny');
 
@@ -208,6 +208,43 @@ describe('decodeImage: formats that must decode', () => {
       originalHeight: 10,
     });
     for (let y = 0; y < 10; y++) expect(pixel(img, 3, y)).toEqual([255, 0, 0]);
+  });
+
+  it('gives transparent GIF pixels the transparent palette colour, as PIL does', async () => {
+    const w = 16;
+    const h = 8;
+    const frame = Buffer.alloc(w * h * 4);
+    for (let i = 0; i < w * h; i++) frame.set(i % w < 8 ? [200, 100, 50, 0] : [10, 40, 230, 255], i * 4);
+    const red = Buffer.alloc(w * h * 4);
+    for (let i = 0; i < w * h; i++) red.set([255, 0, 0, 255], i * 4);
+    const still = await sharp(frame, { raw: { width: w, height: h, channels: 4 } })
+      .gif()
+      .toBuffer();
+    const anim = await sharp(Buffer.concat([frame, red]), {
+      raw: { width: w, height: h * 2, channels: 4, pageHeight: h },
+    })
+      .gif({ loop: 0 })
+      .toBuffer();
+    for (const [name, gif] of [
+      ['still', still],
+      ['anim', anim],
+    ] as const) {
+      const key = gifTransparentColour(gif);
+      // Pillow 9.4 convert('RGB') gives (76, 105, 113) on the transparent half of these files.
+      expect(key).toEqual([76, 105, 113]);
+      const img = await decodeImage(gif, name);
+      expect([img.width, img.height]).toEqual([w, h]);
+      expect(pixel(img, 2, 2)).toEqual(key);
+      expect(pixel(img, 12, 5)).toEqual([10, 40, 230]);
+    }
+    expect(
+      gifTransparentColour(
+        await sharp(rgb, { raw: { width: 64, height: 48, channels: 3 } })
+          .gif()
+          .toBuffer(),
+      ),
+    ).toBe(null);
+    expect(gifTransparentColour(png)).toBe(null);
   });
 
   it('drops alpha without compositing, like PIL convert("RGB") (fixture 5_alpha)', async () => {
