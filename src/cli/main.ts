@@ -5,6 +5,7 @@ import { CAPFILT_VERSION } from '../version.js';
 import { registerDataset } from './dataset.js';
 import { registerInference } from './infer.js';
 import { registerModels } from './models.js';
+import { registerQueue } from './queue.js';
 import { registerRun } from './run.js';
 
 export function buildProgram(): Command {
@@ -17,6 +18,7 @@ export function buildProgram(): Command {
   registerInference(program);
   registerRun(program);
   registerDataset(program);
+  registerQueue(program);
   return program;
 }
 

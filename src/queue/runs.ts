@@ -66,7 +66,9 @@ redis.call('HSETNX', KEYS[1], 'firstDoneAt', ARGV[2])
 redis.call('HSET', KEYS[1], 'lastDoneAt', ARGV[2])
 local total = tonumber(redis.call('HGET', KEYS[1], 'shardsTotal') or '0')
 local failed = redis.call('HLEN', KEYS[3])
-if redis.call('SCARD', KEYS[2]) + failed >= total then redis.call('HSETNX', KEYS[1], 'completedAt', ARGV[2]) end
+if redis.call('SCARD', KEYS[2]) + failed >= total and redis.call('HSETNX', KEYS[1], 'completedAt', ARGV[2]) == 1 then
+  if failed == 0 then return 2 end
+end
 return 1
 `;
 
@@ -118,13 +120,21 @@ export class RunStore {
     return await this.redis.zrevrange(runsIndexKey(this.prefix), 0, limit - 1);
   }
 
-  /** Returns false when the shard had already been counted. */
-  async markShardDone(runId: string, shardId: string, summary: ShardSummary, now = Date.now()) {
+  /**
+   * 'duplicate' when the shard had already been counted; 'completed' when it was the run's last
+   * shard and none failed (the caller then writes the dataset summary, exactly once).
+   */
+  async markShardDone(
+    runId: string,
+    shardId: string,
+    summary: ShardSummary,
+    now = Date.now(),
+  ): Promise<'counted' | 'duplicate' | 'completed'> {
     const key = runKey(this.prefix, runId);
     const args: (string | number)[] = [shardId, now];
     for (const c of COUNTERS) args.push(c, Math.round(summary[c]));
     const added = await this.redis.eval(MARK_DONE, 3, key, `${key}:done`, `${key}:failed`, ...args);
-    return added === 1;
+    return added === 2 ? 'completed' : added === 1 ? 'counted' : 'duplicate';
   }
 
   /** A shard whose job failed for good (retries exhausted or a permanent error). */

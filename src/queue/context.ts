@@ -1,0 +1,58 @@
+import { FlowProducer, Queue } from 'bullmq';
+import type { Redis } from 'ioredis';
+import { createRedis, warnOnEviction } from './connection.js';
+import { DEFAULT_PREFIX, queueName, STAGES, type Stage } from './names.js';
+import { RunStore } from './runs.js';
+
+/** One deployment's queues, flow producer and run store over one Redis connection. */
+export interface QueueContext {
+  readonly redisUrl: string;
+  readonly prefix: string;
+  readonly redis: Redis;
+  readonly runs: RunStore;
+  queue(stage: Stage): Queue;
+  flows(): FlowProducer;
+  close(): Promise<void>;
+}
+
+export interface ContextOptions {
+  redisUrl: string;
+  prefix?: string;
+  /** 'worker' connections wait through Redis outages; 'client' ones fail fast. */
+  role?: 'worker' | 'client';
+  /** Check maxmemory-policy and warn on stderr (default true). */
+  checkEviction?: boolean;
+}
+
+export async function openQueueContext(options: ContextOptions): Promise<QueueContext> {
+  const prefix = options.prefix ?? DEFAULT_PREFIX;
+  const redis = createRedis(options.redisUrl, { role: options.role ?? 'client' });
+  if (options.checkEviction !== false) await warnOnEviction(redis);
+  const queues = new Map<Stage, Queue>();
+  let flowProducer: FlowProducer | undefined;
+  return {
+    redisUrl: options.redisUrl,
+    prefix,
+    redis,
+    runs: new RunStore(redis, prefix),
+    queue(stage) {
+      let q = queues.get(stage);
+      if (!q) {
+        q = new Queue(queueName(stage), { connection: redis, prefix });
+        queues.set(stage, q);
+      }
+      return q;
+    },
+    flows() {
+      flowProducer ??= new FlowProducer({ connection: redis, prefix });
+      return flowProducer;
+    },
+    async close() {
+      await Promise.all([...queues.values()].map((q) => q.close()));
+      await flowProducer?.close();
+      redis.disconnect();
+    },
+  };
+}
+
+export { STAGES };

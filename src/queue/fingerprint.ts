@@ -1,0 +1,57 @@
+import { createHash } from 'node:crypto';
+import { stat } from 'node:fs/promises';
+import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { NotFoundError, parseLocation, type Storage } from '../io/location.js';
+import { folderImages } from '../io/readers/folder.js';
+import type { ShardRef } from '../pipeline/types.js';
+
+/**
+ * A stamp of one input file: its ETag on S3, mtime + size locally. It changes when the file is
+ * rewritten, which is what an incremental re-run needs to notice.
+ */
+export async function fileStamp(storage: Storage, uri: string): Promise<string> {
+  const loc = parseLocation(uri);
+  if (loc.kind === 'local') {
+    const st = await stat(loc.path).catch((err: unknown) => {
+      throw new NotFoundError(uri, { cause: err });
+    });
+    return `mtime=${st.mtimeMs};size=${st.size}`;
+  }
+  if (loc.kind === 's3') {
+    try {
+      const head = await storage.s3.send(new HeadObjectCommand({ Bucket: loc.bucket, Key: loc.key }));
+      return `etag=${head.ETag ?? ''};size=${head.ContentLength ?? 0}`;
+    } catch (err) {
+      const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
+      if (e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) {
+        throw new NotFoundError(uri, { cause: err });
+      }
+      throw err;
+    }
+  }
+  // A URL has no cheap stamp; treat it as unchanged only by its address.
+  return `url=${uri}`;
+}
+
+/**
+ * The fingerprint of a shard's input: the stamp of the file it reads (a manifest row range is
+ * redone when its manifest changes), or, for an image folder, the stamps of the images in its
+ * range. Sidecar captions of folder shards are not stamped (size only through the listing).
+ */
+export async function shardFingerprint(storage: Storage, shard: ShardRef): Promise<string> {
+  const h = createHash('sha256');
+  h.update(`${shard.format}|${shard.uri}|${shard.rowStart ?? ''}|${shard.rowEnd ?? ''}|`);
+  if (shard.format === 'folder') {
+    const files = await storage.list(shard.uri);
+    const images = folderImages(files).slice(shard.rowStart ?? 0, shard.rowEnd ?? undefined);
+    const sizes = new Map(files.map((f) => [f.relPath, f.size]));
+    for (const img of images) {
+      const stem = img.relPath.replace(/\.[^./]*$/, '');
+      h.update(`${img.relPath}:${img.size}:${sizes.get(`${stem}.txt`) ?? -1}|`);
+      if (parseLocation(img.uri).kind === 'local') h.update(await fileStamp(storage, img.uri));
+    }
+  } else {
+    h.update(await fileStamp(storage, shard.uri));
+  }
+  return h.digest('hex').slice(0, 32);
+}

@@ -1,0 +1,152 @@
+import { randomBytes } from 'node:crypto';
+import type { FlowJob } from 'bullmq';
+import { NotFoundError, type Storage } from '../io/location.js';
+import { planShards } from '../io/shards.js';
+import type { RunOptions, ShardRef } from '../pipeline/types.js';
+import type { QueueContext } from './context.js';
+import { shardFingerprint } from './fingerprint.js';
+import { DEFAULT_SHARD_JOB_POLICY, type ShardJobPolicy, shardJobOptions } from './job-options.js';
+import { queueName, sanitizeId, shardJobId } from './names.js';
+import type { RunMode } from './runs.js';
+import { shardIsComplete } from './stages.js';
+
+/** What a shard job carries: a reference to the shard, never its bytes. */
+export interface ShardJobData {
+  runId: string;
+  shard: ShardRef;
+  /** Fingerprint of the shard's input when enqueued (recorded when its output is written). */
+  fingerprint: string;
+}
+
+export interface ProduceRequest {
+  input: string;
+  output: string;
+  options: RunOptions;
+  mode: RunMode;
+  /** Default: a fresh id from the clock. Re-producing with the same id enqueues nothing new. */
+  runId?: string;
+  scheduleId?: string;
+  /** Redo shards even when their output is complete and their input unchanged. */
+  overwrite?: boolean;
+  policy?: ShardJobPolicy;
+}
+
+export interface ProduceResult {
+  runId: string;
+  /** Shards of the input. */
+  shards: number;
+  /** Shards enqueued (new, changed or incomplete). */
+  enqueued: number;
+  /** Complete in the output and unchanged since they were written. */
+  skipped: number;
+}
+
+export function newRunId(now = new Date()): string {
+  const stamp = now
+    .toISOString()
+    .replace(/[-:]/g, '')
+    .replace(/\.\d+Z$/, 'Z');
+  return `run-${stamp}-${randomBytes(3).toString('hex')}`;
+}
+
+async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out = new Array<R>(items.length);
+  let next = 0;
+  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
+    while (next < items.length) {
+      const i = next++;
+      out[i] = await fn(items[i]);
+    }
+  });
+  await Promise.all(lanes);
+  return out;
+}
+
+/** One flow per shard: write ← filter ← caption (split) or write ← fused. */
+export function shardFlow(
+  prefix: string,
+  data: ShardJobData,
+  mode: RunMode,
+  policy: ShardJobPolicy,
+): FlowJob {
+  const opts = shardJobOptions(policy);
+  // A child that fails for good fails the write job too, so the shard shows as failed.
+  const child = (stage: 'caption' | 'filter' | 'fused', children?: FlowJob[]): FlowJob => ({
+    name: stage,
+    queueName: queueName(stage),
+    prefix,
+    data,
+    opts: { ...opts, jobId: shardJobId(data.runId, data.shard.id, stage), failParentOnFailure: true },
+    ...(children ? { children } : {}),
+  });
+  const model = mode === 'fused' ? child('fused') : child('filter', [child('caption')]);
+  return {
+    name: 'write',
+    queueName: queueName('write'),
+    prefix,
+    data,
+    opts: { ...opts, jobId: shardJobId(data.runId, data.shard.id, 'write') },
+    children: [model],
+  };
+}
+
+/**
+ * Plans the input's shards, skips those whose completion marker is in the output and whose input
+ * is unchanged since it was written, records the run (with its options), and enqueues one flow
+ * per remaining shard.
+ */
+export async function produceRun(
+  ctx: QueueContext,
+  storage: Storage,
+  req: ProduceRequest,
+): Promise<ProduceResult> {
+  const runId = req.runId ?? newRunId();
+  if (sanitizeId(runId) !== runId) throw new Error(`run id must match [A-Za-z0-9._-]+ (got ${runId})`);
+  const existing = await ctx.runs.get<RunOptions>(runId);
+  // Producing a run again (a crashed producer, a retried produce job) re-adds only what is
+  // missing: job ids are derived from run + shard, so BullMQ ignores flows it already holds.
+  const options = existing?.options ?? req.options;
+  const planned = await planShards(storage, req.input, { shardSize: options.input.shardSize });
+  const previous = await ctx.runs.fingerprints(req.output);
+  const decisions = await mapLimit(planned, 16, async ({ shard }) => {
+    // A shard whose input vanished since planning is still enqueued: its job then fails
+    // permanently and is listed among the run's failures.
+    const fingerprint = await shardFingerprint(storage, shard).catch((err: unknown) => {
+      if (err instanceof NotFoundError) return 'missing';
+      throw err;
+    });
+    if (req.overwrite) return { shard, fingerprint, skip: false };
+    const before = previous.get(shard.id);
+    // Output written by `capfilt run` has no recorded fingerprint: its marker alone means done.
+    const unchanged = before === undefined || before === fingerprint;
+    const skip = unchanged && (await shardIsComplete(storage, req.output, shard, options));
+    return { shard, fingerprint, skip };
+  });
+  let todo = decisions.filter((d) => !d.skip);
+  if (existing) {
+    const done = await Promise.all(todo.map((d) => ctx.runs.isShardDone(runId, d.shard.id)));
+    todo = todo.filter((_, i) => !done[i]);
+  } else
+    await ctx.runs.create({
+      runId,
+      input: req.input,
+      output: req.output,
+      mode: req.mode,
+      options,
+      createdAt: Date.now(),
+      shardsTotal: todo.length,
+      shardsSkipped: decisions.length - todo.length,
+      ...(req.scheduleId ? { scheduleId: req.scheduleId } : {}),
+    });
+  const policy = req.policy ?? DEFAULT_SHARD_JOB_POLICY;
+  const flows = todo.map((d) =>
+    shardFlow(
+      ctx.prefix,
+      { runId, shard: d.shard, fingerprint: d.fingerprint },
+      existing?.mode ?? req.mode,
+      policy,
+    ),
+  );
+  for (let i = 0; i < flows.length; i += 500) await ctx.flows().addBulk(flows.slice(i, i + 500));
+  return { runId, shards: decisions.length, enqueued: todo.length, skipped: decisions.length - todo.length };
+}

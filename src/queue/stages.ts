@@ -1,0 +1,270 @@
+/**
+ * The pipeline's stage functions (src/pipeline), cut at the points where a BullMQ job ends: the
+ * caption, filter, fused and write jobs compose exactly the functions the local runner calls, in
+ * the same batches, so a distributed run writes the records `capfilt run` writes.
+ */
+import { Captioner, type EngineOptions } from '../captioner/captioner.js';
+import type { Caption } from '../captioner/options.js';
+import { ShardError, UsageError } from '../errors.js';
+import { Filter } from '../filter/filter.js';
+import type { Storage } from '../io/location.js';
+import { shardOutputNames } from '../io/shard-writer.js';
+import { emptyTimings } from '../io/stats.js';
+import type { CaptionEngine } from '../pipeline/engines.js';
+import { modelStages, writeShardOutput } from '../pipeline/shard.js';
+import {
+  buildRecords,
+  captionSamples,
+  filterSamples,
+  loadSamples,
+  readShardPairs,
+  type StageContext,
+} from '../pipeline/stages.js';
+import type {
+  CaptionedSample,
+  OutputRecord,
+  PairRef,
+  Rejection,
+  RunOptions,
+  ShardRef,
+  ShardStats,
+  StageTimings,
+} from '../pipeline/types.js';
+import type { Stage } from './names.js';
+import type { RunRecord, ShardSummary } from './runs.js';
+
+/** What a worker process loads, once. */
+export interface EngineSpec {
+  captionerDir?: string;
+  filterDir?: string;
+  device?: EngineOptions['device'];
+  intraOpThreads?: number;
+  /** Images per model call on this worker; default: the run's batch size. */
+  batchSize?: number;
+}
+
+export interface StageEngines {
+  captioner: Captioner | null;
+  filter: Filter | null;
+  batchSize?: number;
+  close(): Promise<void>;
+}
+
+export async function loadEngines(stages: readonly Stage[], spec: EngineSpec): Promise<StageEngines> {
+  const needCaptioner = stages.includes('caption') || stages.includes('fused');
+  const needFilter = stages.includes('filter') || stages.includes('fused');
+  if (needCaptioner && !spec.captionerDir)
+    throw new UsageError('the caption and fused stages need --captioner');
+  if (needFilter && !spec.filterDir) throw new UsageError('the filter and fused stages need --filter');
+  const opts: EngineOptions = {
+    ...(spec.device ? { device: spec.device } : {}),
+    ...(spec.intraOpThreads !== undefined ? { intraOpThreads: spec.intraOpThreads } : {}),
+    ...(spec.batchSize ? { batchSize: spec.batchSize } : {}),
+  };
+  const captioner = needCaptioner ? await Captioner.load(spec.captionerDir as string, opts) : null;
+  const filter = needFilter ? await Filter.load(spec.filterDir as string, opts) : null;
+  return {
+    captioner,
+    filter,
+    ...(spec.batchSize ? { batchSize: spec.batchSize } : {}),
+    async close() {
+      await captioner?.close();
+      await filter?.close();
+    },
+  };
+}
+
+/** Per pair of a shard, in order: its captions, or why it left the model path. */
+export interface CaptionStageResult {
+  captionerModelId: string;
+  pairs: ({ captions: Caption[] } | { rejection: Rejection })[];
+  timings: StageTimings;
+  startedAt: string;
+}
+
+/** The records of a shard, ready to write, with the time spent on them. */
+export interface ModelStageResult {
+  records: OutputRecord[];
+  timings: StageTimings;
+  startedAt: string;
+}
+
+function optionsFor(run: RunRecord<RunOptions>, engines: StageEngines): RunOptions {
+  return engines.batchSize ? { ...run.options, batchSize: engines.batchSize } : run.options;
+}
+
+async function* batches(pairs: AsyncIterable<PairRef>, size: number, timings: StageTimings) {
+  let batch: PairRef[] = [];
+  const it = pairs[Symbol.asyncIterator]();
+  for (;;) {
+    const t0 = performance.now();
+    const next = await it.next();
+    timings.read += performance.now() - t0;
+    if (next.done) break;
+    batch.push(next.value);
+    if (batch.length >= size) {
+      yield batch;
+      batch = [];
+    }
+  }
+  if (batch.length > 0) yield batch;
+}
+
+/** As the local runner does: a missing input fails the shard for good, anything else may be retried. */
+function shardFailure(shard: ShardRef, err: unknown): ShardError {
+  if (err instanceof ShardError) return err;
+  const code = (err as { code?: string }).code;
+  return new ShardError(shard.id, (err as Error).message ?? String(err), {
+    cause: err,
+    retryable: code !== 'not_found',
+  });
+}
+
+/** Stands in for the captioner in the filter stage, which only needs its id for provenance. */
+function captionerIdentity(modelId: string): CaptionEngine {
+  return {
+    modelId,
+    pixels: () => {
+      throw new Error('the filter stage does not caption');
+    },
+    caption: () => Promise.reject(new Error('the filter stage does not caption')),
+  };
+}
+
+/** Split mode, first job: decode for the captioner and caption every pair of the shard. */
+export async function captionStage(
+  storage: Storage,
+  shard: ShardRef,
+  run: RunRecord<RunOptions>,
+  engines: StageEngines,
+): Promise<CaptionStageResult> {
+  if (!engines.captioner) throw new UsageError('this worker has no captioner');
+  const startedAt = new Date().toISOString();
+  const timings = emptyTimings();
+  const options = optionsFor(run, engines);
+  const ctx: StageContext = { storage, options, captioner: engines.captioner, filter: null };
+  const pairs: CaptionStageResult['pairs'] = [];
+  try {
+    for await (const batch of batches(readShardPairs(shard, ctx), options.batchSize, timings)) {
+      let t0 = performance.now();
+      const loaded = await loadSamples(batch, ctx);
+      timings.decode += performance.now() - t0;
+      t0 = performance.now();
+      const captioned = await captionSamples(loaded, ctx);
+      timings.caption += performance.now() - t0;
+      for (const s of captioned)
+        pairs.push(s.rejection ? { rejection: s.rejection } : { captions: s.captions });
+    }
+  } catch (err) {
+    throw shardFailure(shard, err);
+  }
+  return { captionerModelId: engines.captioner.modelId, pairs, timings, startedAt };
+}
+
+/** Split mode, second job: decode for the filter, score web text and the captions, decide. */
+export async function filterStage(
+  storage: Storage,
+  shard: ShardRef,
+  run: RunRecord<RunOptions>,
+  captioned: CaptionStageResult,
+  engines: StageEngines,
+): Promise<ModelStageResult> {
+  if (!engines.filter) throw new UsageError('this worker has no filter');
+  const timings = { ...captioned.timings };
+  const options = optionsFor(run, engines);
+  const ctx: StageContext = { storage, options, captioner: null, filter: engines.filter };
+  const records: OutputRecord[] = [];
+  let index = 0;
+  try {
+    for await (const batch of batches(readShardPairs(shard, ctx), options.batchSize, timings)) {
+      let t0 = performance.now();
+      const loaded = await loadSamples(batch, ctx);
+      timings.decode += performance.now() - t0;
+      const withCaptions: CaptionedSample[] = loaded.map((s) => {
+        const prior = captioned.pairs[index++];
+        if (!prior) throw new Error(`shard ${shard.id} has more pairs than its caption job saw`);
+        // A pair the caption job could not load stays rejected for the same reason.
+        if ('rejection' in prior) return { ...s, rejection: s.rejection ?? prior.rejection, captions: [] };
+        return { ...s, captions: prior.captions };
+      });
+      t0 = performance.now();
+      const scored = await filterSamples(withCaptions, ctx);
+      timings.filter += performance.now() - t0;
+      records.push(
+        ...buildRecords(scored, { ...ctx, captioner: captionerIdentity(captioned.captionerModelId) }),
+      );
+    }
+  } catch (err) {
+    throw shardFailure(shard, err);
+  }
+  if (index !== captioned.pairs.length) {
+    throw new ShardError(shard.id, 'the shard changed between its caption and filter jobs');
+  }
+  return { records, timings, startedAt: captioned.startedAt };
+}
+
+/** Fused mode: one job decodes each image once and runs both models, as the local runner does. */
+export async function fusedStage(
+  storage: Storage,
+  shard: ShardRef,
+  run: RunRecord<RunOptions>,
+  engines: StageEngines,
+): Promise<ModelStageResult> {
+  if (!engines.captioner || !engines.filter) throw new UsageError('the fused stage needs both models');
+  const startedAt = new Date().toISOString();
+  const timings = emptyTimings();
+  const options = optionsFor(run, engines);
+  const ctx: StageContext = { storage, options, captioner: engines.captioner, filter: engines.filter };
+  const records: OutputRecord[] = [];
+  try {
+    for await (const batch of batches(readShardPairs(shard, ctx), options.batchSize, timings)) {
+      const t0 = performance.now();
+      const loaded = await loadSamples(batch, ctx);
+      timings.decode += performance.now() - t0;
+      records.push(...(await modelStages(loaded, ctx, timings)));
+    }
+  } catch (err) {
+    throw shardFailure(shard, err);
+  }
+  return { records, timings, startedAt };
+}
+
+/** Writer job: the data file atomically, then the stats marker (idempotent: same names, same bytes). */
+export async function writeStage(
+  storage: Storage,
+  run: RunRecord<RunOptions>,
+  shard: ShardRef,
+  result: ModelStageResult,
+): Promise<{ stats: ShardStats; summary: ShardSummary }> {
+  const timings = { ...result.timings };
+  const stats = await writeShardOutput(
+    shard,
+    [result.records],
+    { storage, options: run.options, output: run.output },
+    timings,
+    new Date(result.startedAt),
+  );
+  let syntheticTotal = 0;
+  for (const r of result.records) if (r.status === 'ok') syntheticTotal += r.synthetic.length;
+  return {
+    stats,
+    summary: {
+      samples: stats.records,
+      ok: stats.status.ok,
+      rejected: stats.status.rejected,
+      webKept: stats.kept.web,
+      syntheticKept: stats.kept.synthetic,
+      syntheticTotal,
+    },
+  };
+}
+
+/** The shard's completion marker is in the output. */
+export async function shardIsComplete(
+  storage: Storage,
+  output: string,
+  shard: ShardRef,
+  options: RunOptions,
+): Promise<boolean> {
+  return await storage.exists(shardOutputNames(output, shard.id, options.output.compression).stats);
+}

@@ -1,0 +1,29 @@
+import type { Storage } from '../io/location.js';
+import { joinUri } from '../io/location.js';
+import { parsePartName, SUMMARY_NAME } from '../io/shard-writer.js';
+import { summarize } from '../io/stats.js';
+import type { ShardStats } from '../pipeline/types.js';
+import type { RunRecord } from './runs.js';
+
+/**
+ * `_summary.json` of a completed distributed run, over every shard marker in the output (shards
+ * skipped as already done included), as the local runner writes it.
+ */
+export async function writeRunSummary(storage: Storage, run: RunRecord): Promise<string> {
+  const files = await storage.list(run.output);
+  const markers = files.filter((f) => parsePartName(f.relPath)?.kind === 'stats');
+  const stats = await Promise.all(
+    markers.map(async (f) => JSON.parse((await storage.read(f.uri)).toString('utf8')) as ShardStats),
+  );
+  const uri = joinUri(run.output, SUMMARY_NAME);
+  const body = {
+    ...summarize(stats),
+    input: run.input,
+    output: run.output,
+    runId: run.runId,
+    shardIds: stats.map((s) => s.shard.id),
+    completedAt: new Date().toISOString(),
+  };
+  await storage.write(uri, `${JSON.stringify(body, null, 2)}\n`);
+  return uri;
+}

@@ -1,0 +1,177 @@
+import { hostname } from 'node:os';
+import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import { errorMessage } from '../errors.js';
+import { Storage } from '../io/location.js';
+import type { RunOptions } from '../pipeline/types.js';
+import { createRedis } from './connection.js';
+import type { QueueContext } from './context.js';
+import { type LockPolicy, lockPolicy, toJobError } from './job-options.js';
+import { queueName, type Stage } from './names.js';
+import { type ProduceRequest, produceRun, type ShardJobData } from './produce.js';
+import type { RunRecord } from './runs.js';
+import {
+  type CaptionStageResult,
+  captionStage,
+  type EngineSpec,
+  filterStage,
+  fusedStage,
+  loadEngines,
+  type ModelStageResult,
+  type StageEngines,
+  writeStage,
+} from './stages.js';
+import { writeRunSummary } from './summary.js';
+
+/** Data of a `produce` job (scheduled re-runs). */
+export interface ProduceJobData extends Omit<ProduceRequest, 'runId' | 'policy'> {
+  /** Run id prefix; each firing appends its time. */
+  runPrefix?: string;
+}
+
+export interface WorkerPoolOptions {
+  stages: Stage[];
+  engines: EngineSpec;
+  /** Shard jobs one process works on at once (per stage). */
+  concurrency: number;
+  lock?: Partial<LockPolicy>;
+  /** Storage settings for reading inputs and writing outputs. */
+  storage?: Storage;
+  log?: (line: string) => void;
+}
+
+export interface WorkerPool {
+  readonly workers: Worker[];
+  /** Waits for active jobs, then closes workers, engines and connections. */
+  close(): Promise<void>;
+}
+
+/** The run's options as produce recorded them, cached per process. */
+class RunCache {
+  readonly #runs = new Map<string, RunRecord<RunOptions>>();
+  constructor(private readonly ctx: QueueContext) {}
+  async get(runId: string): Promise<RunRecord<RunOptions>> {
+    const hit = this.#runs.get(runId);
+    if (hit) return hit;
+    const run = await this.ctx.runs.get<RunOptions>(runId);
+    // Without its run record a job cannot know its options: retrying will not help.
+    if (!run) throw new UnrecoverableError(`run ${runId} is not recorded in Redis`);
+    if (this.#runs.size > 64) this.#runs.delete(this.#runs.keys().next().value as string);
+    this.#runs.set(runId, run);
+    return run;
+  }
+}
+
+function childValue<T>(values: Record<string, unknown>, stage: Stage): T {
+  const entry = Object.entries(values).find(([key]) => key.includes(`:${queueName(stage)}:`));
+  if (!entry) throw new Error(`missing result of the ${stage} stage`);
+  return entry[1] as T;
+}
+
+/**
+ * Starts one BullMQ worker per requested stage in this process, sharing the engines: models are
+ * loaded once, before any job is taken, and kept for the life of the process.
+ */
+export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOptions): Promise<WorkerPool> {
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const storage = options.storage ?? new Storage();
+  const engines: StageEngines = await loadEngines(options.stages, options.engines);
+  const runs = new RunCache(ctx);
+  const lock = { ...lockPolicy(), ...options.lock };
+  const name = `${hostname()}:${process.pid}`;
+
+  const processors: Record<Stage, (job: Job) => Promise<unknown>> = {
+    produce: async (job) => {
+      const data = job.data as ProduceJobData;
+      const stamp = new Date(job.timestamp)
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d+Z$/, 'Z');
+      const runId = `${data.runPrefix ?? data.scheduleId ?? 'run'}-${stamp}`;
+      const result = await produceRun(ctx, storage, { ...data, runId });
+      log(`capfilt: produced ${result.runId}: ${result.enqueued} shards enqueued, ${result.skipped} skipped`);
+      return result;
+    },
+    caption: async (job) => {
+      const data = job.data as ShardJobData;
+      return await captionStage(storage, data.shard, await runs.get(data.runId), engines);
+    },
+    filter: async (job) => {
+      const data = job.data as ShardJobData;
+      const captions = childValue<CaptionStageResult>(await job.getChildrenValues(), 'caption');
+      return await filterStage(storage, data.shard, await runs.get(data.runId), captions, engines);
+    },
+    fused: async (job) => {
+      const data = job.data as ShardJobData;
+      return await fusedStage(storage, data.shard, await runs.get(data.runId), engines);
+    },
+    write: async (job) => {
+      const data = job.data as ShardJobData;
+      const run = await runs.get(data.runId);
+      const values = await job.getChildrenValues();
+      const model = childValue<ModelStageResult>(values, run.mode === 'fused' ? 'fused' : 'filter');
+      const { stats, summary } = await writeStage(storage, run, data.shard, model);
+      await ctx.runs.recordFingerprint(run.output, data.shard.id, data.fingerprint);
+      // Counted once per shard even if this job is delivered twice.
+      const marked = await ctx.runs.markShardDone(data.runId, data.shard.id, summary);
+      if (marked === 'completed') {
+        const uri = await writeRunSummary(storage, run);
+        log(`capfilt: run ${run.runId} complete: ${uri}`);
+      }
+      return { records: stats.records, status: stats.status, kept: stats.kept, wallMs: stats.wallMs };
+    },
+  };
+
+  const connections: ReturnType<typeof createRedis>[] = [];
+  const workers = options.stages.map((stage) => {
+    const process = processors[stage];
+    // Its own connection: a worker blocks on it while waiting for jobs.
+    const connection = createRedis(ctx.redisUrl, { role: 'worker' });
+    connections.push(connection);
+    const worker = new Worker(
+      queueName(stage),
+      async (job: Job) => {
+        try {
+          return await process(job);
+        } catch (err) {
+          const jobErr = toJobError(err);
+          const final =
+            jobErr instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
+          const data = job.data as Partial<ShardJobData>;
+          if (final && data.runId && data.shard) {
+            await ctx.runs.markShardFailed(data.runId, data.shard.id, `${stage}: ${errorMessage(err)}`);
+          }
+          throw jobErr;
+        }
+      },
+      {
+        connection,
+        prefix: ctx.prefix,
+        name,
+        concurrency: stage === 'produce' ? 1 : options.concurrency,
+        lockDuration: lock.lockDuration,
+        stalledInterval: lock.stalledInterval,
+        maxStalledCount: lock.maxStalledCount,
+        autorun: false,
+      },
+    );
+    worker.on('failed', (job, err) => {
+      log(
+        `capfilt: ${stage} job ${job?.id ?? '?'} failed (attempt ${job?.attemptsMade ?? '?'}): ${err.message}`,
+      );
+    });
+    worker.on('error', (err) => log(`capfilt: ${stage} worker: ${err.message}`));
+    return worker;
+  });
+  for (const w of workers) void w.run();
+  log(`capfilt: worker ${name} serving ${options.stages.join(', ')} (concurrency ${options.concurrency})`);
+
+  return {
+    workers,
+    async close() {
+      await Promise.all(workers.map((w) => w.close()));
+      for (const c of connections) c.disconnect();
+      await engines.close();
+      storage.close();
+    },
+  };
+}

@@ -1,0 +1,178 @@
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Redis } from 'ioredis';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { Storage } from '../../src/io/location.js';
+import { runLocal } from '../../src/pipeline/local-runner.js';
+import { runOptions } from '../../src/pipeline/options.js';
+import { type RunProgress, RunStore } from '../../src/queue/runs.js';
+import { importTinyModels, type TinyModels } from '../helpers/models.js';
+import { uniqueName } from '../helpers/names.js';
+import { type RedisServer, startRedis } from '../helpers/redis.js';
+import { type S3Server, startS3 } from '../helpers/s3.js';
+import { keyCounts, type OutputRecordLine, putTar, readS3Parts, s3Keys, tarKeys } from './data.js';
+import { type CliProcess, runCli, spawnCli, waitFor } from './procs.js';
+
+const PAIRS = 10;
+const TARS = 3;
+const SEED = 7;
+
+describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worker processes)', () => {
+  let redis: RedisServer;
+  let s3: S3Server;
+  let models: TinyModels;
+  let bucket: string;
+  let local: Map<string, OutputRecordLine[]>;
+  let client: Redis;
+  const procs: CliProcess[] = [];
+  const localDir = mkdtempSync(join(tmpdir(), 'capfilt-local-'));
+
+  const env = () => ({
+    REDIS_URL: redis.url,
+    AWS_ENDPOINT_URL: s3.endpoint,
+    AWS_ACCESS_KEY_ID: 'test',
+    AWS_SECRET_ACCESS_KEY: 'test',
+    AWS_REGION: 'us-east-1',
+  });
+  const worker = (prefix: string, stage: string, extra: string[] = []) => {
+    const p = spawnCli(
+      [
+        'worker',
+        '--stage',
+        stage,
+        '--captioner',
+        models.captioner,
+        '--filter',
+        models.filter,
+        '--prefix',
+        prefix,
+        '--intra-op-threads',
+        '1',
+        '--lock-duration',
+        '2000',
+        ...extra,
+      ],
+      env(),
+    );
+    procs.push(p);
+    return p;
+  };
+  const produce = async (prefix: string, runId: string, output: string, mode: 'split' | 'fused') =>
+    await runCli(
+      [
+        'produce',
+        '--input',
+        `s3://${bucket}/in`,
+        '--output',
+        output,
+        '--prefix',
+        prefix,
+        '--run',
+        runId,
+        '--mode',
+        mode,
+        '--seed',
+        String(SEED),
+      ],
+      env(),
+    );
+  const finished = async (prefix: string, runId: string, timeoutMs = 90_000): Promise<RunProgress> =>
+    await waitFor(
+      `run ${runId}`,
+      async () => {
+        const p = await new RunStore(client, prefix).progress(runId);
+        return p?.completedAt ? p : null;
+      },
+      timeoutMs,
+      200,
+    );
+  const expectSameAsLocal = (parts: Map<string, OutputRecordLine[]>) => {
+    expect([...parts.keys()].sort()).toEqual([...local.keys()].sort());
+    for (const [shard, records] of local) expect(parts.get(shard), shard).toEqual(records);
+    const counts = keyCounts(parts);
+    const expected = Array.from({ length: TARS }, (_, t) => tarKeys(t, PAIRS)).flat();
+    expect([...counts.keys()].sort()).toEqual(expected.sort());
+    expect([...counts.values()].every((n) => n === 1)).toBe(true);
+  };
+
+  beforeAll(async () => {
+    [redis, s3, models] = await Promise.all([startRedis(), startS3(), importTinyModels()]);
+    Object.assign(process.env, { AWS_ENDPOINT_URL: s3.endpoint });
+    client = new Redis(redis.url, { maxRetriesPerRequest: null });
+    client.on('error', () => {});
+    bucket = await s3.createBucket('capfilt-queue');
+    for (let t = 0; t < TARS; t++) await putTar(s3.client, bucket, 'in', t, PAIRS);
+    // The reference: local mode over the same S3 input, same seed and models.
+    const storage = new Storage({ s3: { endpoint: s3.endpoint, forcePathStyle: true } });
+    const result = await runLocal({
+      input: `s3://${bucket}/in`,
+      output: localDir,
+      captionerDir: models.captioner,
+      filterDir: models.filter,
+      engine: { intraOpThreads: 1 },
+      options: runOptions({ decoding: { seed: SEED } }),
+      storage,
+      progress: 'none',
+      log: () => {},
+    });
+    storage.close();
+    expect(result.failed).toEqual([]);
+    local = new Map();
+    for (const f of readdirSync(localDir)) {
+      const m = /^part-(.+)\.jsonl$/.exec(f);
+      if (m) {
+        local.set(
+          m[1],
+          readFileSync(join(localDir, f), 'utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((l) => JSON.parse(l) as OutputRecordLine),
+        );
+      }
+    }
+    expect(local.size).toBe(TARS);
+  });
+
+  afterEach(async () => {
+    await Promise.all(procs.splice(0).map((p) => p.kill('SIGKILL')));
+  });
+
+  afterAll(async () => {
+    client?.disconnect();
+    await Promise.all([redis?.stop(), s3?.stop()]);
+    models?.dispose();
+    rmSync(localDir, { recursive: true, force: true });
+  });
+
+  it('split pools (caption | filter | write processes) write exactly the local records', async () => {
+    const prefix = uniqueName('split');
+    worker(prefix, 'caption');
+    worker(prefix, 'filter');
+    worker(prefix, 'write');
+    await produce(prefix, 'r1', `s3://${bucket}/out-split`, 'split');
+    const progress = await finished(prefix, 'r1');
+    expect(progress).toMatchObject({
+      shardsTotal: TARS,
+      shardsDone: TARS,
+      shardsFailed: 0,
+      samples: TARS * PAIRS,
+    });
+    expect(progress.rejected).toBe(1);
+    expectSameAsLocal(await readS3Parts(s3.client, bucket, 'out-split'));
+    const keys = await s3Keys(s3.client, bucket, 'out-split');
+    expect(keys).toContain('_summary.json');
+    expect(keys.filter((k) => k.endsWith('.stats.json'))).toHaveLength(TARS);
+    // Producing the same run again enqueues nothing.
+    const again = await produce(prefix, 'r1', `s3://${bucket}/out-split`, 'split');
+    expect(JSON.parse(again.split('\n')[0])).toMatchObject({ enqueued: 0, skipped: TARS });
+  });
+
+  it('fused workers (caption+filter in one job) write exactly the local records', async () => {
+    const prefix = uniqueName('fused');
+    worker(prefix, 'fused,write');
+    await produce(prefix, 'r1', `s3://${bucket}/out-fused`, 'fused');
+    await finished(prefix, 'r1');
+    expectSameAsLocal(await readS3Parts(s3.client, bucket, 'out-fused'));
+  });
+});
