@@ -92,8 +92,9 @@ export async function decodeImage(
     if (!meta.format || !meta.width || !meta.height) {
       throw new SampleError(key, 'undecodable', 'image header has no format or size');
     }
-    if (meta.format === 'svg')
+    if (meta.format === 'svg') {
       throw new SampleError(key, 'undecodable', 'vector images (SVG) are not decoded');
+    }
     // CMYK stays CMYK through libvips so the conversion below can be PIL's, not an ICC transform.
     const cmyk = meta.space === 'cmyk';
     // A transparent GIF pixel is, to PIL, the palette colour of the transparent index; keep alpha to find them.
