@@ -42,15 +42,29 @@ export function applyTopP(logits: Float32Array, topP: number): void {
   if (topP >= 1) return;
   const alive: number[] = [];
   for (let i = 0; i < logits.length; i++) if (logits[i] !== Number.NEGATIVE_INFINITY) alive.push(i);
-  alive.sort((x, y) => logits[x] - logits[y] || x - y);
-  const probs = softmaxOf(alive.map((i) => logits[i]));
+  const keep = topPSurvivors(
+    alive.map((i) => logits[i]),
+    topP,
+  );
+  alive.forEach((id, n) => {
+    if (!keep[n]) logits[id] = Number.NEGATIVE_INFINITY;
+  });
+}
+
+/** Which of `values` (finite logits, any order) survive top-p; index ties break by position. */
+export function topPSurvivors(values: readonly number[], topP: number): boolean[] {
+  const keep = values.map(() => true);
+  if (topP >= 1) return keep;
+  const order = values.map((_, n) => n).sort((x, y) => values[x] - values[y] || x - y);
+  const probs = softmaxOf(order.map((n) => values[n]));
   let cumulative = 0;
   const threshold = 1 - topP;
-  for (let r = 0; r < alive.length - 1; r++) {
+  for (let r = 0; r < order.length - 1; r++) {
     cumulative += probs[r];
-    if (cumulative <= threshold) logits[alive[r]] = Number.NEGATIVE_INFINITY;
+    if (cumulative <= threshold) keep[order[r]] = false;
     else break;
   }
+  return keep;
 }
 
 /** Numerically stable softmax in float64. */
@@ -138,4 +152,67 @@ export function drawToken(row: Float32Array, u: number): number {
     if (u < cumulative) return i;
   }
   return last;
+}
+
+/**
+ * The same distribution as drawToken(warpedLogits(...)), computed on the at most top-k surviving
+ * candidates instead of the whole vocabulary (no 30k-float copies or exponentials per step).
+ * Falls back to the full path when top-k is off.
+ */
+export function sampleToken(
+  logits: Float32Array,
+  sequence: readonly number[],
+  p: SamplingParams,
+  u: number,
+): number {
+  if (p.topK <= 0 || p.topK >= logits.length) return drawToken(warpedLogits(logits, sequence, p), u);
+  const seen = p.repetitionPenalty === 1 ? null : new Set(sequence);
+  const banEos = sequence.length < p.minLength;
+  // Float32 arithmetic as the row-wise processors do it, so both paths see identical values.
+  const scratch = new Float32Array(1);
+  const value = (i: number): number => {
+    if (banEos && i === p.eosId) return Number.NEGATIVE_INFINITY;
+    let v = logits[i];
+    if (seen?.has(i)) {
+      scratch[0] = v < 0 ? v * p.repetitionPenalty : v / p.repetitionPenalty;
+      v = scratch[0];
+    }
+    if (p.temperature !== 1) {
+      scratch[0] = v / p.temperature;
+      v = scratch[0];
+    }
+    return v;
+  };
+  const k = p.topK;
+  const top = new Float64Array(k).fill(Number.NEGATIVE_INFINITY);
+  for (let i = 0; i < logits.length; i++) {
+    const v = value(i);
+    if (v <= top[k - 1]) continue;
+    let j = k - 1;
+    while (j > 0 && top[j - 1] < v) {
+      top[j] = top[j - 1];
+      j--;
+    }
+    top[j] = v;
+  }
+  const kth = top[k - 1];
+  const ids: number[] = [];
+  const vals: number[] = [];
+  for (let i = 0; i < logits.length; i++) {
+    const v = value(i);
+    if (v >= kth && v !== Number.NEGATIVE_INFINITY) {
+      ids.push(i);
+      vals.push(v);
+    }
+  }
+  const keep = topPSurvivors(vals, p.topP);
+  const alive = ids.filter((_, n) => keep[n]);
+  const aliveVals = vals.filter((_, n) => keep[n]);
+  const probs = softmaxOf(aliveVals);
+  let cumulative = 0;
+  for (let n = 0; n < alive.length; n++) {
+    cumulative += probs[n];
+    if (u < cumulative) return alive[n];
+  }
+  return alive[alive.length - 1];
 }

@@ -2,10 +2,9 @@ import {
   applyMinLength,
   applyRepetitionPenalty,
   argmax,
-  drawToken,
   logSoftmax,
   type SamplingParams,
-  warpedLogits,
+  sampleToken,
 } from './logits.js';
 import type { Rng } from './rng.js';
 
@@ -48,7 +47,7 @@ export async function decodeRows(
       const rng = rngs[row];
       let next: number;
       if (rng) {
-        next = drawToken(warpedLogits(rowLogits, seq, params), rng.nextFloat());
+        next = sampleToken(rowLogits, seq, params, rng.nextFloat());
       } else {
         const processed = new Float32Array(rowLogits);
         applyRepetitionPenalty(processed, seq, params.repetitionPenalty);

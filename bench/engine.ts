@@ -1,0 +1,81 @@
+import { parseArgs } from 'node:util';
+import { Captioner } from '../src/captioner/captioner.js';
+import { CAPFILT_DECODING } from '../src/captioner/options.js';
+import { Filter } from '../src/filter/filter.js';
+import type { RandomPreset } from '../src/model/random.js';
+import { benchModels, syntheticPixels } from './models.js';
+import { peakRssMiB, printTable, type Row, writeResult } from './report.js';
+
+/**
+ * Engine throughput on random-weight checkpoints: vision encoding (+ cross-attention K/V),
+ * CapFilt nucleus captions (to 30 tokens), ITM+ITC pairs (web + synthetic text per image), at
+ * several batch sizes.
+ */
+export async function main(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      preset: { type: 'string', default: 'base' },
+      batches: { type: 'string', default: '1,8,32' },
+      images: { type: 'string' },
+      threads: { type: 'string', default: '0' },
+    },
+  });
+  const preset = values.preset as RandomPreset;
+  const batches = values.batches!.split(',').map(Number);
+  const models = await benchModels(preset);
+  const threads = Number(values.threads);
+  const rows: Row[] = [];
+  for (const batch of batches) {
+    const n = Number(values.images ?? Math.max(batch, 8));
+    const captioner = await Captioner.load(models.captioner, { batchSize: batch, intraOpThreads: threads });
+    const filter = await Filter.load(models.filter, { batchSize: batch, intraOpThreads: threads });
+    const size = captioner.manifest.vision.imageSize;
+    const samples = Array.from({ length: n }, (_, i) => ({
+      key: `img-${i}`,
+      pixels: syntheticPixels(size, i + 1),
+    }));
+    // Warm-up: first runs pay for onnxruntime's allocations and kernel selection.
+    await captioner.caption(samples.slice(0, batch), { ...CAPFILT_DECODING, maxLength: 6 });
+    await filter.score([{ ...samples[0], texts: ['warm up'] }], { firstToken: 'enc', maxTextLength: 35 });
+
+    let t = performance.now();
+    for (let i = 0; i < n; i += batch) await captioner.encode(samples.slice(i, i + batch));
+    const visionS = (performance.now() - t) / 1000;
+
+    t = performance.now();
+    const captions = await captioner.caption(samples, CAPFILT_DECODING);
+    const captionS = (performance.now() - t) / 1000;
+    const tokens = captions.reduce((a, c) => a + c[0].tokenIds.length - 4, 0);
+
+    const pairs = samples.map((s, i) => ({
+      ...s,
+      texts: ['a photograph of a dog running along the beach with a red ball', captions[i][0].text],
+    }));
+    t = performance.now();
+    await filter.score(pairs, { firstToken: 'enc', maxTextLength: 35 });
+    const filterS = (performance.now() - t) / 1000;
+    rows.push({
+      batch,
+      images: n,
+      vision_img_per_s: n / visionS,
+      captions_per_s: n / captionS,
+      new_tokens_per_s: tokens / captionS,
+      itm_pairs_per_s: (2 * n) / filterS,
+      capfilt_s_per_img: (captionS + filterS) / n,
+      peak_rss_mib: peakRssMiB(),
+    });
+    await captioner.close();
+    await filter.close();
+  }
+  const base = rows.find((r) => r.batch === 1);
+  for (const r of rows) {
+    r.speedup_vs_batch1 = base ? (base.capfilt_s_per_img as number) / (r.capfilt_s_per_img as number) : null;
+  }
+  printTable(
+    `capfilt engine, ${preset} random weights (capfilt_s_per_img = caption + filter incl. both ViTs)`,
+    rows,
+  );
+  const file = writeResult('engine', { preset, threads, rows });
+  process.stdout.write(`\nwrote ${file}\n`);
+}

@@ -1,0 +1,33 @@
+import { existsSync } from 'node:fs';
+import { join } from 'node:path';
+import { importModel } from '../src/model/import.js';
+import { type RandomPreset, writeRandomCheckpoint } from '../src/model/random.js';
+
+const CACHE = join(import.meta.dirname, '..', '.cache', 'bench');
+
+/**
+ * Converted random-weight models of a preset, made once and cached under .cache/bench (the
+ * `capfilt models random` + `capfilt models import` path a user would take).
+ */
+export async function benchModels(preset: RandomPreset): Promise<{ captioner: string; filter: string }> {
+  const out = { captioner: join(CACHE, preset, 'captioner'), filter: join(CACHE, preset, 'filter') };
+  for (const kind of ['captioner', 'filter'] as const) {
+    if (existsSync(join(out[kind], 'manifest.json'))) continue;
+    const raw = join(CACHE, preset, `hf-${kind}`);
+    process.stderr.write(`bench: writing a random ${preset} ${kind} and importing it (once)\n`);
+    await writeRandomCheckpoint({ preset, kind, out: raw, seed: 1 });
+    await importModel(raw, out[kind]);
+  }
+  return out;
+}
+
+/** Deterministic pseudo-image pixels (already normalised), so runs are comparable. */
+export function syntheticPixels(size: number, seed: number): Float32Array {
+  const a = new Float32Array(3 * size * size);
+  let x = seed * 2654435761;
+  for (let i = 0; i < a.length; i++) {
+    x = (x * 1103515245 + 12345) >>> 0;
+    a[i] = ((x >>> 8) / 16777216) * 4 - 2;
+  }
+  return a;
+}
