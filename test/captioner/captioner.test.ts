@@ -1,6 +1,12 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
 import { CAPFILT_DECODING, type DecodingOptions } from '../../src/captioner/options.js';
+import { encodeNpy } from '../../src/io/npy.js';
 import {
   fixtureBin,
   IMAGE_NAMES,
@@ -85,4 +91,78 @@ describe('Captioner on the blip-tiny fixture', () => {
       });
     });
   }
+
+  it('nucleus sampling: same seed, same captions whatever the batch size', async () => {
+    const options = { ...CAPFILT_DECODING, numCaptions: 3, seed: 5 };
+    const all = await captioner.caption(samples, options);
+    const small = await Captioner.load(models.captioner, { batchSize: 1 });
+    try {
+      const oneByOne = await small.caption(samples, options);
+      expect(oneByOne.map((c) => c.map((x) => x.tokenIds))).toEqual(all.map((c) => c.map((x) => x.tokenIds)));
+    } finally {
+      await small.close();
+    }
+    const reordered = await captioner.caption([...samples].reverse(), options);
+    expect(reordered.reverse().map((c) => c.map((x) => x.tokenIds))).toEqual(
+      all.map((c) => c.map((x) => x.tokenIds)),
+    );
+    const otherSeed = await captioner.caption(samples, { ...options, seed: 6 });
+    expect(otherSeed.map((c) => c.map((x) => x.tokenIds))).not.toEqual(
+      all.map((c) => c.map((x) => x.tokenIds)),
+    );
+  });
+
+  it('nucleus sampling: min/max length and the stop rule hold on every draw', async () => {
+    const options = { ...CAPFILT_DECODING, numCaptions: 8, seed: 11, minLength: 10, maxLength: 16 };
+    const results = await captioner.caption(samples, options);
+    let ended = 0;
+    for (const perImage of results) {
+      for (const c of perImage) {
+        expect(c.tokenIds.slice(0, 4)).toEqual([30522, 1037, 3861, 1997]);
+        expect(c.tokenIds.length).toBeLessThanOrEqual(16);
+        const sep = c.tokenIds.indexOf(102);
+        if (sep >= 0) {
+          ended += 1;
+          expect(sep).toBe(c.tokenIds.length - 1);
+          expect(sep).toBeGreaterThanOrEqual(10);
+        } else {
+          expect(c.tokenIds.length).toBe(16);
+        }
+      }
+    }
+    expect(ended).toBeGreaterThan(0);
+  });
+
+  it('a second process (the CLI, on .npy pixels) draws the same captions', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'capfilt-npy-'));
+    try {
+      const files = samples.map((s) => {
+        const file = join(dir, `${s.key}.npy`);
+        writeFileSync(file, encodeNpy(s.pixels, [1, 3, 64, 64]));
+        return file;
+      });
+      const args = ['--import', 'tsx', 'src/cli/main.ts', 'caption', '--model', models.captioner];
+      const { stdout } = await promisify(execFile)(
+        process.execPath,
+        [...args, '--num-captions', '2', '--seed', '9', '--batch-size', '5', ...files],
+        { env: { ...process.env, AWS_SDK_JS_SUPPRESS_NODE_VERSION_WARNING: '1' } },
+      );
+      const lines = stdout
+        .trim()
+        .split('\n')
+        .map((l) => JSON.parse(l) as { input: string; captions: { text: string; token_ids: number[] }[] });
+      // The in-process run uses the npy file names as keys too: keys seed the streams.
+      const inProcess = await captioner.caption(
+        samples.map((s, i) => ({ ...s, key: files[i] })),
+        { ...CAPFILT_DECODING, numCaptions: 2, seed: 9 },
+      );
+      expect(lines.map((l) => l.input)).toEqual(files);
+      expect(lines.map((l) => l.captions.map((c) => c.token_ids))).toEqual(
+        inProcess.map((c) => c.map((x) => x.tokenIds)),
+      );
+      expect(lines[0].captions[0].text).toBe(inProcess[0][0].text);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
 });
