@@ -1,0 +1,178 @@
+/**
+ * Small random BLIP checkpoints of arbitrary shape, perturbed so outputs are discriminative (the
+ * fixture README's recipe), held in memory so a test can tune a bias before writing them out.
+ */
+import { copyFile, mkdir, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import type { ModelKind } from '../../src/model/config.js';
+import { blipTensorSpecs, bundledVocabPath, initTensor } from '../../src/model/random.js';
+import { writeSafetensors } from '../../src/model/safetensors.js';
+import type { WeightMap } from '../../src/model/tensor.js';
+
+export interface TinyBlipShape {
+  vision: {
+    hidden: number;
+    layers: number;
+    heads: number;
+    ffn: number;
+    imageSize: number;
+    patchSize: number;
+    eps?: number;
+  };
+  text: { hidden: number; layers: number; heads: number; ffn: number; eps?: number; maxPositions?: number };
+  imageTextHidden: number;
+}
+
+const ARCHITECTURE: Record<ModelKind, string> = {
+  captioner: 'BlipForConditionalGeneration',
+  filter: 'BlipForImageTextRetrieval',
+};
+
+/** A Hugging Face style BLIP config.json for this shape (vocabulary and special ids as the hub's). */
+export function blipConfigJson(shape: TinyBlipShape, kind: ModelKind): Record<string, unknown> {
+  const { vision: v, text: t } = shape;
+  return {
+    architectures: [ARCHITECTURE[kind]],
+    model_type: 'blip',
+    image_text_hidden_size: shape.imageTextHidden,
+    projection_dim: shape.imageTextHidden,
+    initializer_factor: 1.0,
+    initializer_range: 0.02,
+    logit_scale_init_value: 2.6592,
+    torch_dtype: 'float32',
+    text_config: {
+      model_type: 'blip_text_model',
+      vocab_size: 30524,
+      hidden_size: t.hidden,
+      encoder_hidden_size: v.hidden,
+      intermediate_size: t.ffn,
+      num_hidden_layers: t.layers,
+      num_attention_heads: t.heads,
+      max_position_embeddings: t.maxPositions ?? 512,
+      hidden_act: 'gelu',
+      layer_norm_eps: t.eps ?? 1e-12,
+      bos_token_id: 30522,
+      sep_token_id: 102,
+      pad_token_id: 0,
+      eos_token_id: 2,
+      is_decoder: true,
+      use_cache: true,
+    },
+    vision_config: {
+      model_type: 'blip_vision_model',
+      hidden_size: v.hidden,
+      intermediate_size: v.ffn,
+      num_hidden_layers: v.layers,
+      num_attention_heads: v.heads,
+      image_size: v.imageSize,
+      patch_size: v.patchSize,
+      num_channels: 3,
+      hidden_act: 'gelu',
+      layer_norm_eps: v.eps ?? 1e-5,
+    },
+  };
+}
+
+/** Seeded N(0, 1) stream (mulberry32 + Box–Muller). */
+export function normalStream(seed: number): () => number {
+  let a = seed >>> 0;
+  const uniform = (): number => {
+    a = (a + 0x6d2b79f5) | 0;
+    let t = Math.imul(a ^ (a >>> 15), 1 | a);
+    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t;
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+  return () => Math.sqrt(-2 * Math.log(1 - uniform())) * Math.cos(2 * Math.PI * uniform());
+}
+
+const isNormWeight = (key: string): boolean => /(LayerNorm|layer_norm\d*|post_layernorm)\.weight$/.test(key);
+const isNormBias = (key: string): boolean => /(LayerNorm|layer_norm\d*|post_layernorm)\.bias$/.test(key);
+
+/**
+ * HF-style init (src/model/random.ts initTensor) plus the fixture's perturbation: LayerNorm weight
+ * 1 + N(0, 0.2²), LayerNorm bias N(0, 0.1²), word embeddings += N(0, 1), text positions += N(0, 1.5²),
+ * vision position/class += N(0, 0.5²), LM decoder weight = word embeddings + N(0, (3/√H)²), LM bias
+ * N(0, 0.2²), ITM head += N(0, (3/√H)²), cross-attention output += N(0, (0.5/√fan_in)²), other
+ * matrices += N(0, 1/fan_in), other vectors += N(0, 0.1²).
+ * `tiedDecoder` omits the LM decoder weight, as checkpoints relying on weight tying do.
+ */
+export function perturbedWeights(
+  configJson: Record<string, unknown>,
+  seed: number,
+  options: { tiedDecoder?: boolean } = {},
+): WeightMap {
+  const textHidden = (configJson.text_config as { hidden_size: number }).hidden_size;
+  const next = normalStream(seed);
+  const weights: WeightMap = new Map();
+  for (const { key, shape } of blipTensorSpecs(configJson)) {
+    if (key === 'text_decoder.cls.predictions.decoder.weight') continue; // after the word embeddings
+    const data = initTensor(key, shape, seed);
+    const fanIn = shape.slice(1).reduce((a, b) => a * b, 1);
+    let set: number | null = null;
+    let std: number;
+    if (isNormWeight(key)) [set, std] = [1, 0.2];
+    else if (isNormBias(key)) [set, std] = [0, 0.1];
+    else if (key.endsWith('embeddings.word_embeddings.weight')) std = 1;
+    else if (key.endsWith('embeddings.position_embeddings.weight')) std = 1.5;
+    else if (key.startsWith('vision_model.embeddings.') && !key.includes('patch_embedding')) std = 0.5;
+    else if (key === 'text_decoder.cls.predictions.bias') [set, std] = [0, 0.2];
+    else if (key === 'itm_head.weight') std = 3 / Math.sqrt(textHidden);
+    else if (key.endsWith('crossattention.output.dense.weight')) std = 0.5 / Math.sqrt(fanIn);
+    else if (shape.length >= 2) std = 1 / Math.sqrt(fanIn);
+    else std = 0.1;
+    for (let i = 0; i < data.length; i++) data[i] = (set ?? data[i]) + std * next();
+    weights.set(key, { shape: [...shape], data });
+  }
+  const word = weights.get('text_decoder.bert.embeddings.word_embeddings.weight');
+  if (word && !options.tiedDecoder) {
+    const std = 3 / Math.sqrt(textHidden);
+    const data = word.data.map((w) => w + std * next());
+    weights.set('text_decoder.cls.predictions.decoder.weight', { shape: [...word.shape], data });
+  }
+  return weights;
+}
+
+const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
+
+/** Write a checkpoint directory as the hub lays it out (config, safetensors, tokenizer, processor). */
+export async function writeBlipCheckpoint(
+  dir: string,
+  configJson: Record<string, unknown>,
+  weights: WeightMap,
+): Promise<void> {
+  await mkdir(dir, { recursive: true });
+  const size = (configJson.vision_config as { image_size: number }).image_size;
+  await writeFile(join(dir, 'config.json'), json(configJson));
+  await writeSafetensors(join(dir, 'model.safetensors'), weights, { format: 'pt' });
+  await copyFile(bundledVocabPath(), join(dir, 'vocab.txt'));
+  await writeFile(
+    join(dir, 'tokenizer_config.json'),
+    json({
+      additional_special_tokens: ['[ENC]'],
+      bos_token: '[DEC]',
+      cls_token: '[CLS]',
+      do_lower_case: true,
+      mask_token: '[MASK]',
+      model_max_length: 512,
+      pad_token: '[PAD]',
+      sep_token: '[SEP]',
+      tokenizer_class: 'BertTokenizer',
+      unk_token: '[UNK]',
+    }),
+  );
+  await writeFile(
+    join(dir, 'preprocessor_config.json'),
+    json({
+      do_convert_rgb: true,
+      do_normalize: true,
+      do_rescale: true,
+      do_resize: true,
+      image_mean: [0.48145466, 0.4578275, 0.40821073],
+      image_processor_type: 'BlipImageProcessor',
+      image_std: [0.26862954, 0.26130258, 0.27577711],
+      resample: 3,
+      rescale_factor: 1 / 255,
+      size: { height: size, width: size },
+    }),
+  );
+}
