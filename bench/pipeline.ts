@@ -1,0 +1,168 @@
+import { existsSync } from 'node:fs';
+import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import sharp from 'sharp';
+import { Captioner } from '../src/captioner/captioner.js';
+import { Filter } from '../src/filter/filter.js';
+import { Storage } from '../src/io/location.js';
+import type { RandomPreset } from '../src/model/random.js';
+import type { CaptionEngine, FilterEngine } from '../src/pipeline/engines.js';
+import { runLocal } from '../src/pipeline/local-runner.js';
+import { runOptions } from '../src/pipeline/options.js';
+import { benchModels } from './models.js';
+import { peakRssMiB, printTable, type Row, writeResult } from './report.js';
+
+sharp.cache(false);
+
+const CACHE = join(import.meta.dirname, '..', '.cache', 'bench', 'pipeline');
+
+/** Web-like JPEGs (noisy gradients, 320-512 px) and a JSONL manifest pointing at them. */
+async function makeDataset(n: number): Promise<string> {
+  const dir = join(CACHE, `input-${n}`);
+  const manifest = join(dir, 'pairs.jsonl');
+  if (existsSync(manifest)) return manifest;
+  await mkdir(join(dir, 'img'), { recursive: true });
+  const rows: string[] = [];
+  for (let i = 0; i < n; i++) {
+    const w = 320 + ((i * 37) % 192);
+    const h = 320 + ((i * 53) % 192);
+    const buf = Buffer.alloc(w * h * 3);
+    let x = (i + 1) * 2654435761;
+    for (let p = 0; p < w * h; p++) {
+      x = (x * 1103515245 + 12345) >>> 0;
+      const noise = (x >>> 24) & 31;
+      buf[p * 3] = ((p % w) * 255) / w + noise;
+      buf[p * 3 + 1] = (Math.floor(p / w) * 255) / h;
+      buf[p * 3 + 2] = (i * 40 + noise) & 255;
+    }
+    await writeFile(
+      join(dir, 'img', `${i}.jpg`),
+      await sharp(buf, { raw: { width: w, height: h, channels: 3 } })
+        .jpeg({ quality: 85 })
+        .toBuffer(),
+    );
+    rows.push(JSON.stringify({ image: `img/${i}.jpg`, caption: `a colourful gradient picture number ${i}` }));
+  }
+  await writeFile(manifest, `${rows.join('\n')}\n`);
+  return manifest;
+}
+
+/** Wraps the engines to add up the wall time spent inside model calls. */
+function timed(
+  captioner: Captioner,
+  filter: Filter,
+): { engines: { captioner: CaptionEngine; filter: FilterEngine }; modelMs: () => number } {
+  let ms = 0;
+  const captionEngine: CaptionEngine & { manifest: unknown } = {
+    modelId: captioner.modelId,
+    manifest: captioner.manifest,
+    pixels: (img) => captioner.pixels(img),
+    caption: async (s, o) => {
+      const t = performance.now();
+      try {
+        return await captioner.caption(s, o);
+      } finally {
+        ms += performance.now() - t;
+      }
+    },
+  };
+  const filterEngine: FilterEngine & { manifest: unknown } = {
+    modelId: filter.modelId,
+    manifest: filter.manifest,
+    pixels: (img) => filter.pixels(img),
+    score: async (s, o) => {
+      const t = performance.now();
+      try {
+        return await filter.score(s, o);
+      } finally {
+        ms += performance.now() - t;
+      }
+    },
+  };
+  return { engines: { captioner: captionEngine, filter: filterEngine }, modelMs: () => ms };
+}
+
+/**
+ * End-to-end samples/s of the local runner (read, fetch+decode, caption, filter, write) and the
+ * pipeline overhead = (end-to-end time - time inside the models) / time inside the models.
+ */
+export async function main(args: string[]): Promise<void> {
+  const { values } = parseArgs({
+    args,
+    options: {
+      presets: { type: 'string', default: 'tiny,base' },
+      pairs: { type: 'string' },
+      'batch-size': { type: 'string', default: '8' },
+      device: { type: 'string', default: 'cpu' },
+      threads: { type: 'string', default: '0' },
+    },
+  });
+  const presets = (values.presets as string).split(',') as RandomPreset[];
+  const batchSize = Number(values['batch-size']);
+  const rows: Row[] = [];
+  for (const preset of presets) {
+    const n = Number(values.pairs ?? (preset === 'tiny' ? 128 : 32));
+    const models = await benchModels(preset);
+    const manifest = await makeDataset(n);
+    const engineOptions = {
+      batchSize,
+      device: values.device as 'cpu',
+      intraOpThreads: Number(values.threads),
+    };
+    const captioner = await Captioner.load(models.captioner, engineOptions);
+    const filter = await Filter.load(models.filter, engineOptions);
+    const storage = new Storage();
+    const options = runOptions({ input: { shardSize: Math.max(batchSize, Math.ceil(n / 2)) }, batchSize });
+    const base = {
+      captionerDir: '',
+      filterDir: '',
+      storage,
+      options,
+      progress: 'none' as const,
+      log: () => {},
+    };
+    // Warm-up run on a few pairs: onnxruntime allocations, kernel choice, sharp/libvips start.
+    const warm = timed(captioner, filter);
+    const warmOut = join(CACHE, `out-warm-${preset}`);
+    await rm(warmOut, { recursive: true, force: true });
+    await runLocal({ ...base, engines: warm.engines, input: await makeDataset(batchSize), output: warmOut });
+
+    const out = join(CACHE, `out-${preset}`);
+    await rm(out, { recursive: true, force: true });
+    const t = timed(captioner, filter);
+    const t0 = performance.now();
+    const result = await runLocal({ ...base, engines: t.engines, input: manifest, output: out });
+    const e2eMs = performance.now() - t0;
+    const modelMs = t.modelMs();
+    const stages = result.stats.reduce(
+      (a, s) => {
+        for (const k of Object.keys(a) as (keyof typeof a)[]) a[k] += s.timingsMs[k];
+        return a;
+      },
+      { read: 0, decode: 0, caption: 0, filter: 0, write: 0 },
+    );
+    rows.push({
+      preset,
+      device: values.device as string,
+      batch: batchSize,
+      pairs: n,
+      e2e_s: e2eMs / 1000,
+      samples_per_s: n / (e2eMs / 1000),
+      model_s: modelMs / 1000,
+      caption_s: stages.caption / 1000,
+      filter_s: stages.filter / 1000,
+      decode_s_overlapped: stages.decode / 1000,
+      write_s: stages.write / 1000,
+      overhead_pct: ((e2eMs - modelMs) / modelMs) * 100,
+    });
+    await captioner.close();
+    await filter.close();
+  }
+  printTable(
+    'capfilt run, end to end (JSONL manifest of local JPEGs, nucleus, 1 caption, ITM web + synthetic)',
+    rows,
+  );
+  const file = writeResult('pipeline', { rows, peakRssMiB: peakRssMiB() });
+  process.stdout.write(`\nwrote ${file}\n`);
+}
