@@ -1,6 +1,8 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { Storage } from '../../src/io/location.js';
@@ -174,5 +176,145 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
     await produce(prefix, 'r1', `s3://${bucket}/out-fused`, 'fused');
     await finished(prefix, 'r1');
     expectSameAsLocal(await readS3Parts(s3.client, bucket, 'out-fused'));
+  });
+
+  it('SIGKILL of a caption worker mid-shard: the run completes, every pair exactly once', async () => {
+    const prefix = uniqueName('kill');
+    const victim = worker(prefix, 'caption');
+    worker(prefix, 'filter,write');
+    const captionQueue = new Queue('caption', { connection: client, prefix });
+    await produce(prefix, 'r1', `s3://${bucket}/out-kill`, 'split');
+    const active = await waitFor(
+      'an active caption job',
+      async () => (await captionQueue.getJobs(['active']))[0],
+      120_000,
+      20,
+    );
+    await new Promise((r) => setTimeout(r, 100));
+    expect(await active.isCompleted()).toBe(false);
+    expect(await victim.kill('SIGKILL')).toBe('SIGKILL');
+    worker(prefix, 'caption');
+    const progress = await finished(prefix, 'r1');
+    expect(progress).toMatchObject({ shardsDone: TARS, shardsFailed: 0, samples: TARS * PAIRS });
+    expectSameAsLocal(await readS3Parts(s3.client, bucket, 'out-kill'));
+    // The killed job really was taken over: stall-recovered and started a second time.
+    const recovered = await captionQueue.getJob(active.id as string);
+    expect(recovered?.stalledCounter).toBeGreaterThanOrEqual(1);
+    expect(recovered?.attemptsStarted).toBeGreaterThanOrEqual(2);
+    expect(await recovered?.isCompleted()).toBe(true);
+    await captionQueue.close();
+  });
+
+  it('restarting redis-server (AOF) mid-run: the run completes, nothing lost or duplicated', async () => {
+    const prefix = uniqueName('restart');
+    worker(prefix, 'caption');
+    worker(prefix, 'filter,write');
+    await produce(prefix, 'r1', `s3://${bucket}/out-restart`, 'split');
+    const store = new RunStore(client, prefix);
+    const atKill = await waitFor(
+      'a first finished shard',
+      async () => {
+        const p = await store.progress('r1');
+        return p && p.shardsDone >= 1 ? p : null;
+      },
+      120_000,
+      20,
+    );
+    expect(atKill.shardsDone).toBeLessThan(TARS);
+    await redis.kill(true);
+    await new Promise((r) => setTimeout(r, 1_500));
+    await redis.restart();
+    const progress = await finished(prefix, 'r1');
+    expect(progress).toMatchObject({ shardsDone: TARS, shardsFailed: 0, samples: TARS * PAIRS });
+    expectSameAsLocal(await readS3Parts(s3.client, bucket, 'out-restart'));
+  });
+
+  it('a shard whose input is gone fails at once, without retries, and is listed', async () => {
+    const prefix = uniqueName('gone');
+    await putTar(s3.client, bucket, 'gone-in', 0, 3);
+    await putTar(s3.client, bucket, 'gone-in', 1, 3);
+    await runCli(
+      [
+        'produce',
+        '--input',
+        `s3://${bucket}/gone-in`,
+        '--output',
+        `s3://${bucket}/gone-out`,
+        '--prefix',
+        prefix,
+        '--run',
+        'r1',
+        '--mode',
+        'fused',
+      ],
+      env(),
+    );
+    await s3.client.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'gone-in/00001.tar' }));
+    worker(prefix, 'fused,write');
+    const progress = await finished(prefix, 'r1');
+    expect(progress.shardsDone).toBe(1);
+    expect(progress.failures).toHaveLength(1);
+    expect(progress.failures[0].shardId).toBe('00001');
+    expect(progress.failures[0].error).toMatch(/does not exist/);
+    const fused = new Queue('fused', { connection: client, prefix });
+    const [failed] = await fused.getJobs(['failed']);
+    expect(failed.attemptsMade).toBe(1);
+    await fused.close();
+    const status = await runCli(['status', '--prefix', prefix, '--run', 'r1'], env());
+    expect(status).toMatch(/1\/2 done, 1 failed/);
+    expect(status).toMatch(/failed 00001: fused: .*does not exist/);
+  });
+
+  it('a schedule fires, and its second run processes only the shard added since the first', async () => {
+    const prefix = uniqueName('sched');
+    await putTar(s3.client, bucket, 'sched-in', 0, 4);
+    await putTar(s3.client, bucket, 'sched-in', 1, 4);
+    worker(prefix, 'produce,fused,write');
+    await runCli(
+      [
+        'schedule',
+        'add',
+        'nightly',
+        '--every',
+        '2s',
+        '--input',
+        `s3://${bucket}/sched-in`,
+        '--output',
+        `s3://${bucket}/sched-out`,
+        '--mode',
+        'fused',
+        '--prefix',
+        prefix,
+      ],
+      env(),
+    );
+    expect(await runCli(['schedule', 'list', '--prefix', prefix], env())).toMatch(/^nightly\tevery 2000 ms/);
+    const store = new RunStore(client, prefix);
+    const runsWhere = async (pred: (p: RunProgress) => boolean) => {
+      const all = await Promise.all((await store.list(100)).map((id) => store.progress(id)));
+      return all.filter((p): p is RunProgress => p !== null && pred(p));
+    };
+    const [first] = await waitFor('the first scheduled run', () =>
+      runsWhere((p) => p.shardsTotal === 2 && p.completedAt !== null).then((r) => (r.length ? r : null)),
+    );
+    expect(first.scheduleId).toBe('nightly');
+    expect(first.shardsSkipped).toBe(0);
+    await putTar(s3.client, bucket, 'sched-in', 2, 4);
+    const [second] = await waitFor('a run of the new shard', () =>
+      runsWhere((p) => p.shardsTotal > 0 && p.createdAt > first.createdAt && p.completedAt !== null).then(
+        (r) => (r.length ? r : null),
+      ),
+    );
+    expect(second).toMatchObject({ shardsTotal: 1, shardsSkipped: 2, shardsDone: 1, samples: 4 });
+    // No other run after the first processed anything.
+    expect(await runsWhere((p) => p.shardsTotal > 0)).toHaveLength(2);
+    const keys = await s3Keys(s3.client, bucket, 'sched-out');
+    expect(keys.filter((k) => k.endsWith('.stats.json'))).toEqual([
+      'part-00000.stats.json',
+      'part-00001.stats.json',
+      'part-00002.stats.json',
+    ]);
+    expect(await runCli(['schedule', 'remove', 'nightly', '--prefix', prefix], env())).toMatch(/removed/);
+    expect(await runCli(['schedule', 'list', '--prefix', prefix], env())).toBe('');
   });
 });
