@@ -5,6 +5,7 @@
 import { errorMessage, SampleError } from '../errors.js';
 import { decideTexts } from '../filter/decision.js';
 import { preCaption } from '../filter/normalize.js';
+import { fetchUrl } from '../io/http.js';
 import { decodeImage } from '../io/image.js';
 import { NotFoundError, type Storage, TooLargeError } from '../io/location.js';
 import { readShard } from '../io/readers/index.js';
@@ -53,10 +54,8 @@ async function imageBytes(pair: PairRef, ctx: StageContext): Promise<Buffer> {
   if (image.kind === 'inline')
     return Buffer.from(image.bytes.buffer, image.bytes.byteOffset, image.bytes.byteLength);
   const l = ctx.options.limits;
-  const storage = ctx.storage;
   // Per-run fetch limits apply to http(s) references; S3 and local reads honour the byte cap.
   if (/^https?:\/\//i.test(image.uri)) {
-    const { fetchUrl } = await import('../io/http.js');
     return fetchUrl(image.uri, pair.key, {
       timeoutMs: l.fetchTimeoutMs,
       retries: l.fetchRetries,
@@ -64,7 +63,7 @@ async function imageBytes(pair: PairRef, ctx: StageContext): Promise<Buffer> {
       allowPrivateNetwork: l.allowPrivateNetwork,
     });
   }
-  return storage.read(image.uri, { key: pair.key, maxBytes: l.maxBytes });
+  return ctx.storage.read(image.uri, { key: pair.key, maxBytes: l.maxBytes });
 }
 
 function sameImageSpec(ctx: StageContext): boolean {

@@ -34,7 +34,11 @@ describe('bad inputs: every pair accounted for with the right reason', () => {
     s3 = await startS3();
     storage = new Storage({ s3: { endpoint: s3.endpoint, forcePathStyle: true } });
     corpus = await badImageCorpus();
-    server = createServer((_req, res) => res.end(corpus[4].bytes));
+    server = createServer((req, res) => {
+      if (req.url === '/missing.jpg') return void res.writeHead(404).end();
+      if (req.url === '/broken.jpg') return void res.writeHead(500).end();
+      res.end(corpus[4].bytes);
+    });
     await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
     port = (server.address() as AddressInfo).port;
   });
@@ -47,8 +51,17 @@ describe('bad inputs: every pair accounted for with the right reason', () => {
     models?.dispose();
   });
 
-  async function run(input: string, output: string, shardSize = 100): Promise<OutputRecord[]> {
-    const options = runOptions({ input: { shardSize }, batchSize: 4, limits: { decodeTimeoutMs: 20_000 } });
+  async function run(
+    input: string,
+    output: string,
+    shardSize = 100,
+    allowPrivateNetwork = false,
+  ): Promise<OutputRecord[]> {
+    const options = runOptions({
+      input: { shardSize },
+      batchSize: 4,
+      limits: { decodeTimeoutMs: 20_000, allowPrivateNetwork, fetchRetries: 1 },
+    });
     const records: OutputRecord[] = [];
     for (const { shard } of await planShards(storage, input, { shardSize })) {
       const stats = await processShard(shard, { storage, options, captioner, filter, output });
@@ -132,5 +145,25 @@ describe('bad inputs: every pair accounted for with the right reason', () => {
     const stats = JSON.parse(await readFile(join(dir, 'out', 'part-b.stats.json'), 'utf8'));
     expect(stats.records).toBe(corpus.length);
     expect(stats.reasons.bad_row).toBe(1);
+  });
+
+  it('http(s) image URLs: downloaded when the network is allowed, 404 and 5xx accounted for', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'capfilt-http-'));
+    const base = `http://127.0.0.1:${port}`;
+    const rows = [
+      { key: 'fine', url: `${base}/a.jpg`, caption: 'served' },
+      { key: 'gone', url: `${base}/missing.jpg`, caption: '404' },
+      { key: 'flaky', url: `${base}/broken.jpg`, caption: '500' },
+      { key: 'bad-url', url: 'http://', caption: 'unparseable' },
+    ];
+    await writeFile(join(dir, 'urls.jsonl'), rows.map((r) => JSON.stringify(r)).join('\n'));
+    const out = await run(join(dir, 'urls.jsonl'), join(dir, 'out'), 100, true);
+    expect(Object.fromEntries(out.map((r) => [r.key, r.status === 'ok' ? 'ok' : r.reason]))).toEqual({
+      fine: 'ok',
+      gone: 'missing_object',
+      flaky: 'download_failed',
+      'bad-url': 'download_failed',
+    });
+    expect(out[0].source).toBe(`${base}/a.jpg`);
   });
 });
