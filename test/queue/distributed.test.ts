@@ -205,6 +205,29 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
     await captionQueue.close();
   });
 
+  it('SIGTERM lets a worker finish its active shard, then exit cleanly', async () => {
+    const prefix = uniqueName('term');
+    const first = worker(prefix, 'fused,write');
+    const fusedQueue = new Queue('fused', { connection: client, prefix });
+    await produce(prefix, 'r1', `s3://${bucket}/out-term`, 'fused');
+    const active = await waitFor(
+      'an active fused job',
+      async () => (await fusedQueue.getJobs(['active']))[0],
+      120_000,
+      20,
+    );
+    expect(await first.kill('SIGTERM')).toBe(0);
+    expect(first.output()).toMatch(/SIGTERM, finishing active jobs/);
+    // Finished by the worker that had it: not left to stall recovery.
+    const job = await fusedQueue.getJob(active.id as string);
+    expect(await job?.isCompleted()).toBe(true);
+    expect(job?.stalledCounter).toBe(0);
+    worker(prefix, 'fused,write');
+    await finished(prefix, 'r1');
+    expectSameAsLocal(await readS3Parts(s3.client, bucket, 'out-term'));
+    await fusedQueue.close();
+  });
+
   it('restarting redis-server (AOF) mid-run: the run completes, nothing lost or duplicated', async () => {
     const prefix = uniqueName('restart');
     worker(prefix, 'caption');
