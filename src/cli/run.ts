@@ -264,6 +264,8 @@ function addDemoCommand(program: Command): void {
         '--num-captions',
         '2',
         '--overwrite',
+        '--human',
+        join(root, 'examples/human/annotations.jsonl'),
       ];
       await program.parseAsync(args, { from: 'user' });
       process.stdout.write(
