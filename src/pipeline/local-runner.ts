@@ -110,6 +110,9 @@ export async function runLocal(p: LocalRunParams): Promise<LocalRunResult> {
   }
   if (done.length > 0)
     log(`capfilt: ${done.length} of ${planned.length} shards already complete, skipping them`);
+  const summaryUri = joinUri(p.output, SUMMARY_NAME);
+  // _summary.json vouches for a complete run: one from an earlier run must not outlive new work.
+  if (todo.length > 0) await p.storage.delete(summaryUri).catch(() => undefined);
 
   const needModels = todo.some((s) => !s.shard.human);
   let engines = p.engines;
@@ -159,7 +162,6 @@ export async function runLocal(p: LocalRunParams): Promise<LocalRunResult> {
 
   const all = [...done, ...fresh];
   const complete = !interrupted && failed.length === 0 && all.length === planned.length;
-  const summaryUri = joinUri(p.output, SUMMARY_NAME);
   let summary: RunSummary | null = null;
   if (complete) {
     summary = summarize(all);
