@@ -54,9 +54,30 @@ export async function makeTar(members: { name: string; data: Buffer | string }[]
   return Buffer.concat(chunks);
 }
 
+/**
+ * A valid zstd frame made of raw (stored) blocks. Node 20 has no zstd encoder; this exercises the
+ * reader's zstd decoder on a real frame without one.
+ */
+export function rawZstd(input: Uint8Array): Uint8Array {
+  const header = Buffer.alloc(9);
+  header.writeUInt32LE(0xfd2fb528, 0);
+  header[4] = 0xa0; // single segment, 4-byte frame content size, no checksum, no dictionary
+  header.writeUInt32LE(input.length, 5);
+  const parts: Buffer[] = [header];
+  const max = 128 * 1024;
+  for (let off = 0; off < input.length || off === 0; off += max) {
+    const chunk = input.subarray(off, Math.min(input.length, off + max));
+    const last = off + max >= input.length ? 1 : 0;
+    const h = (chunk.length << 3) | last; // block type 0: raw
+    parts.push(Buffer.from([h & 0xff, (h >> 8) & 0xff, (h >> 16) & 0xff]), Buffer.from(chunk));
+    if (input.length === 0) break;
+  }
+  return new Uint8Array(Buffer.concat(parts));
+}
+
 export function makeParquet(
   columns: Record<string, (string | null)[]>,
-  codec: 'UNCOMPRESSED' | 'SNAPPY' | 'GZIP' = 'SNAPPY',
+  codec: 'UNCOMPRESSED' | 'SNAPPY' | 'GZIP' | 'ZSTD' = 'SNAPPY',
   rowGroupSize?: number,
 ): Buffer {
   const buf = parquetWriteBuffer({
@@ -67,7 +88,7 @@ export function makeParquet(
       nullable: true,
     })),
     codec,
-    compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)) },
+    compressors: { GZIP: (input: Uint8Array) => new Uint8Array(gzipSync(input)), ZSTD: rawZstd },
     ...(rowGroupSize ? { rowGroupSize } : {}),
   });
   return Buffer.from(buf);

@@ -113,7 +113,7 @@ describe('readers on local files', () => {
     expect(pairs.map((p) => p.invalid?.reason ?? 'ok')).toEqual(['ok', 'bad_row']);
   });
 
-  it('Parquet (snappy, gzip, uncompressed; several row groups) in one shard per file', async () => {
+  it('Parquet (snappy, gzip, zstd, uncompressed; several row groups) in one shard per file', async () => {
     const n = 7;
     const cols = {
       url: Array.from({ length: n }, (_, i) => `https://example.org/${i}.jpg`),
@@ -123,11 +123,12 @@ describe('readers on local files', () => {
     await writeFile(join(dir, 'pq', 'a.parquet'), makeParquet(cols, 'SNAPPY', 3));
     await writeFile(join(dir, 'pq', 'b.parquet'), makeParquet(cols, 'GZIP'));
     await writeFile(join(dir, 'pq', 'c.parquet'), makeParquet(cols, 'UNCOMPRESSED'));
+    await writeFile(join(dir, 'pq', 'd.parquet'), makeParquet(cols, 'ZSTD'));
     const plan = await planShards(storage, join(dir, 'pq'), { shardSize: 3 });
-    expect(plan.map((p) => p.shard.id)).toEqual(['a', 'b', 'c']);
+    expect(plan.map((p) => p.shard.id)).toEqual(['a', 'b', 'c', 'd']);
     const pairs = await readAll(storage, join(dir, 'pq'));
-    expect(pairs).toHaveLength(3 * n);
-    for (const file of ['a', 'b', 'c']) {
+    expect(pairs).toHaveLength(4 * n);
+    for (const file of ['a', 'b', 'c', 'd']) {
       const mine = pairs.filter((p) => p.shardId === file);
       expect(mine.map((p) => p.text)).toEqual(cols.caption);
       expect(mine.map((p) => (p.image?.kind === 'location' ? p.image.uri : null))).toEqual(cols.url);
