@@ -22,7 +22,7 @@ export interface ShardContext extends StageContext {
   onProgress?: (pairs: number) => void;
 }
 
-async function* batches<T>(
+export async function* batches<T>(
   items: AsyncIterable<T>,
   size: number,
   timings: StageTimings,
@@ -47,7 +47,7 @@ async function* batches<T>(
  * Runs `load` on up to `depth` upcoming batches while the consumer works on the current one:
  * decoding overlaps model inference, and at most depth+1 batches are in memory.
  */
-async function* prefetched<T, U>(
+export async function* prefetched<T, U>(
   source: AsyncIterable<T>,
   depth: number,
   load: (item: T) => Promise<U>,
