@@ -5,6 +5,7 @@
 const BENCHMARKS: Record<string, () => Promise<{ main: (args: string[]) => Promise<void> }>> = {
   engine: () => import('./engine.js'),
   pipeline: () => import('./pipeline.js'),
+  queue: () => import('./queue.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);

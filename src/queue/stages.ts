@@ -11,7 +11,11 @@ import type { Storage } from '../io/location.js';
 import { shardOutputNames } from '../io/shard-writer.js';
 import { emptyTimings } from '../io/stats.js';
 import type { CaptionEngine } from '../pipeline/engines.js';
-import { modelStages, writeShardOutput } from '../pipeline/shard.js';
+import { batches, modelStages, prefetched, writeShardOutput } from '../pipeline/shard.js';
+
+/** Batches decoded ahead of the models (the local runner's default). */
+const PREFETCH = 2;
+
 import {
   buildRecords,
   captionSamples,
@@ -22,6 +26,7 @@ import {
 } from '../pipeline/stages.js';
 import type {
   CaptionedSample,
+  LoadedSample,
   OutputRecord,
   PairRef,
   Rejection,
@@ -93,21 +98,22 @@ function optionsFor(run: RunRecord<RunOptions>, engines: StageEngines): RunOptio
   return engines.batchSize ? { ...run.options, batchSize: engines.batchSize } : run.options;
 }
 
-async function* batches(pairs: AsyncIterable<PairRef>, size: number, timings: StageTimings) {
-  let batch: PairRef[] = [];
-  const it = pairs[Symbol.asyncIterator]();
-  for (;;) {
-    const t0 = performance.now();
-    const next = await it.next();
-    timings.read += performance.now() - t0;
-    if (next.done) break;
-    batch.push(next.value);
-    if (batch.length >= size) {
-      yield batch;
-      batch = [];
-    }
-  }
-  if (batch.length > 0) yield batch;
+/** Batches of the shard's pairs, fetched and decoded ahead of the models as the local runner does. */
+function loadedBatches(
+  shard: ShardRef,
+  ctx: StageContext,
+  timings: StageTimings,
+): AsyncGenerator<LoadedSample[]> {
+  return prefetched<PairRef[], LoadedSample[]>(
+    batches(readShardPairs(shard, ctx), ctx.options.batchSize, timings),
+    PREFETCH,
+    async (batch) => {
+      const t0 = performance.now();
+      const out = await loadSamples(batch, ctx);
+      timings.decode += performance.now() - t0;
+      return out;
+    },
+  );
 }
 
 /** As the local runner does: a missing input fails the shard for good, anything else may be retried. */
@@ -145,11 +151,8 @@ export async function captionStage(
   const ctx: StageContext = { storage, options, captioner: engines.captioner, filter: null };
   const pairs: CaptionStageResult['pairs'] = [];
   try {
-    for await (const batch of batches(readShardPairs(shard, ctx), options.batchSize, timings)) {
-      let t0 = performance.now();
-      const loaded = await loadSamples(batch, ctx);
-      timings.decode += performance.now() - t0;
-      t0 = performance.now();
+    for await (const loaded of loadedBatches(shard, ctx, timings)) {
+      const t0 = performance.now();
       const captioned = await captionSamples(loaded, ctx);
       timings.caption += performance.now() - t0;
       for (const s of captioned)
@@ -176,10 +179,7 @@ export async function filterStage(
   const records: OutputRecord[] = [];
   let index = 0;
   try {
-    for await (const batch of batches(readShardPairs(shard, ctx), options.batchSize, timings)) {
-      let t0 = performance.now();
-      const loaded = await loadSamples(batch, ctx);
-      timings.decode += performance.now() - t0;
+    for await (const loaded of loadedBatches(shard, ctx, timings)) {
       const withCaptions: CaptionedSample[] = loaded.map((s) => {
         const prior = captioned.pairs[index++];
         if (!prior) throw new Error(`shard ${shard.id} has more pairs than its caption job saw`);
@@ -187,7 +187,7 @@ export async function filterStage(
         if ('rejection' in prior) return { ...s, rejection: s.rejection ?? prior.rejection, captions: [] };
         return { ...s, captions: prior.captions };
       });
-      t0 = performance.now();
+      const t0 = performance.now();
       const scored = await filterSamples(withCaptions, ctx);
       timings.filter += performance.now() - t0;
       records.push(
@@ -217,10 +217,7 @@ export async function fusedStage(
   const ctx: StageContext = { storage, options, captioner: engines.captioner, filter: engines.filter };
   const records: OutputRecord[] = [];
   try {
-    for await (const batch of batches(readShardPairs(shard, ctx), options.batchSize, timings)) {
-      const t0 = performance.now();
-      const loaded = await loadSamples(batch, ctx);
-      timings.decode += performance.now() - t0;
+    for await (const loaded of loadedBatches(shard, ctx, timings)) {
       records.push(...(await modelStages(loaded, ctx, timings)));
     }
   } catch (err) {
