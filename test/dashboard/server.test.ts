@@ -5,7 +5,8 @@ import { assertBindAllowed, authFromEnv } from '../../src/dashboard/auth.js';
 import { createDashboard, type Dashboard } from '../../src/dashboard/server.js';
 import { RunStore } from '../../src/queue/runs.js';
 import { uniqueName } from '../helpers/names.js';
-import { type RedisServer, startRedis } from '../helpers/redis.js';
+import { freePort, type RedisServer, startRedis } from '../helpers/redis.js';
+import { spawnCli, waitFor } from '../queue/procs.js';
 
 const auth = { user: 'ops', password: 's3cret:with:colons' };
 const basic = (user: string, password: string) =>
@@ -99,5 +100,34 @@ describe('dashboard', () => {
     );
     expect(authFromEnv({})).toBeNull();
     expect(() => authFromEnv({ CAPFILT_DASHBOARD_USER: 'a' })).toThrow(/both/);
+  });
+
+  it('capfilt dashboard refuses a public bind without credentials, and serves with them', async () => {
+    const env = { CAPFILT_DASHBOARD_USER: '', CAPFILT_DASHBOARD_PASSWORD: '' };
+    const refused = spawnCli(
+      ['dashboard', '--host', '0.0.0.0', '--redis', redis.url, '--prefix', prefix],
+      env,
+    );
+    expect(await refused.exited).toBe(2);
+    expect(refused.output()).toMatch(/refusing to bind the dashboard to 0\.0\.0\.0/);
+    const port = await freePort();
+    const served = spawnCli(
+      ['dashboard', '--host', '0.0.0.0', '--port', String(port), '--redis', redis.url, '--prefix', prefix],
+      {
+        CAPFILT_DASHBOARD_USER: auth.user,
+        CAPFILT_DASHBOARD_PASSWORD: auth.password,
+      },
+    );
+    try {
+      await waitFor('dashboard', async () => served.output().includes('dashboard on'), 60_000);
+      expect((await fetch(`http://127.0.0.1:${port}/metrics`)).status).toBe(401);
+      const ok = await fetch(`http://127.0.0.1:${port}/metrics`, {
+        headers: { authorization: basic(auth.user, auth.password) },
+      });
+      expect(ok.status).toBe(200);
+      expect(await ok.text()).toContain('capfilt_queue_jobs');
+    } finally {
+      expect(await served.kill('SIGTERM')).toBe(0);
+    }
   });
 });
