@@ -41,6 +41,7 @@ WORKDIR /app
 COPY --from=prod-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
+COPY assets ./assets
 USER node
 ENTRYPOINT ["node", "/app/dist/cli/main.js"]
 CMD ["--help"]
@@ -54,6 +55,7 @@ WORKDIR /app
 COPY --from=gpu-deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
 COPY package.json ./
+COPY assets ./assets
 RUN useradd --create-home --uid 1001 capfilt
 USER capfilt
 ENTRYPOINT ["node", "/app/dist/cli/main.js"]

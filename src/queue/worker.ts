@@ -9,6 +9,7 @@ import { type LockPolicy, lockPolicy, toJobError } from './job-options.js';
 import { queueName, type Stage } from './names.js';
 import { type ProduceRequest, produceRun, type ShardJobData } from './produce.js';
 import type { RunRecord } from './runs.js';
+import { type Carried, carry, discard, spillUri, unwrap } from './spill.js';
 import {
   type CaptionStageResult,
   captionStage,
@@ -93,23 +94,39 @@ export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOpti
     },
     caption: async (job) => {
       const data = job.data as ShardJobData;
-      return await captionStage(storage, data.shard, await runs.get(data.runId), engines);
+      const run = await runs.get(data.runId);
+      const result = await captionStage(storage, data.shard, run, engines);
+      return await carry(storage, spillUri(run.output, run.runId, 'caption', data.shard.id), result);
     },
     filter: async (job) => {
       const data = job.data as ShardJobData;
-      const captions = childValue<CaptionStageResult>(await job.getChildrenValues(), 'caption');
-      return await filterStage(storage, data.shard, await runs.get(data.runId), captions, engines);
+      const run = await runs.get(data.runId);
+      const carried = childValue<Carried<CaptionStageResult>>(await job.getChildrenValues(), 'caption');
+      const result = await filterStage(storage, data.shard, run, await unwrap(storage, carried), engines);
+      const own = await carry(storage, spillUri(run.output, run.runId, 'filter', data.shard.id), result);
+      // The writer removes the captions' spill file too, once the shard is written.
+      return 'spilled' in carried ? { ...own, captionSpill: carried.spilled } : own;
     },
     fused: async (job) => {
       const data = job.data as ShardJobData;
-      return await fusedStage(storage, data.shard, await runs.get(data.runId), engines);
+      const run = await runs.get(data.runId);
+      const result = await fusedStage(storage, data.shard, run, engines);
+      return await carry(storage, spillUri(run.output, run.runId, 'fused', data.shard.id), result);
     },
     write: async (job) => {
       const data = job.data as ShardJobData;
       const run = await runs.get(data.runId);
       const values = await job.getChildrenValues();
-      const model = childValue<ModelStageResult>(values, run.mode === 'fused' ? 'fused' : 'filter');
+      const carried = childValue<Carried<ModelStageResult>>(
+        values,
+        run.mode === 'fused' ? 'fused' : 'filter',
+      );
+      const model = await unwrap(storage, carried);
       const { stats, summary } = await writeStage(storage, run, data.shard, model);
+      const spills: Carried<unknown>[] = [carried];
+      const captionSpill = (carried as { captionSpill?: string }).captionSpill;
+      if (captionSpill) spills.push({ spilled: captionSpill, bytes: 0 });
+      await discard(storage, spills);
       await ctx.runs.recordFingerprint(run.output, data.shard.id, data.fingerprint);
       // Counted once per shard even if this job is delivered twice.
       const marked = await ctx.runs.markShardDone(data.runId, data.shard.id, summary);

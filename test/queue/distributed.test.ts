@@ -37,7 +37,7 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
     AWS_SECRET_ACCESS_KEY: 'test',
     AWS_REGION: 'us-east-1',
   });
-  const worker = (prefix: string, stage: string, extra: string[] = []) => {
+  const worker = (prefix: string, stage: string, extraEnv: NodeJS.ProcessEnv = {}) => {
     const p = spawnCli(
       [
         'worker',
@@ -53,9 +53,8 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
         '1',
         '--lock-duration',
         '2000',
-        ...extra,
       ],
-      env(),
+      { ...env(), ...extraEnv },
     );
     procs.push(p);
     return p;
@@ -149,9 +148,11 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
 
   it('split pools (caption | filter | write processes) write exactly the local records', async () => {
     const prefix = uniqueName('split');
-    worker(prefix, 'caption');
-    worker(prefix, 'filter');
-    worker(prefix, 'write');
+    // Every intermediate result goes through a spill file instead of Redis.
+    const spill = { CAPFILT_INLINE_RESULT_BYTES: '0' };
+    worker(prefix, 'caption', spill);
+    worker(prefix, 'filter', spill);
+    worker(prefix, 'write', spill);
     await produce(prefix, 'r1', `s3://${bucket}/out-split`, 'split');
     const progress = await finished(prefix, 'r1');
     expect(progress).toMatchObject({
@@ -164,6 +165,15 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
     expectSameAsLocal(await readS3Parts(s3.client, bucket, 'out-split'));
     const keys = await s3Keys(s3.client, bucket, 'out-split');
     expect(keys).toContain('_summary.json');
+    // The spill files were removed once their shard was written.
+    expect(keys.filter((k) => k.startsWith('_capfilt-work/'))).toEqual([]);
+    const writeJob = await new Queue('write', { connection: client, prefix }).getJob('r1.write.00000');
+    const filterResult = Object.values((await writeJob?.getChildrenValues()) ?? {})[0] as Record<
+      string,
+      unknown
+    >;
+    expect(filterResult.spilled).toMatch(/_capfilt-work\/r1\/filter-00000\.json$/);
+    expect(filterResult.captionSpill).toMatch(/caption-00000\.json$/);
     expect(keys.filter((k) => k.endsWith('.stats.json'))).toHaveLength(TARS);
     // Producing the same run again enqueues nothing.
     const again = await produce(prefix, 'r1', `s3://${bucket}/out-split`, 'split');
