@@ -175,6 +175,14 @@ export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOpti
       log(
         `capfilt: ${stage} job ${job?.id ?? '?'} failed (attempt ${job?.attemptsMade ?? '?'}): ${err.message}`,
       );
+      // A job that stalled too often (its workers kept dying) fails without reaching the
+      // processor above; it still has to count as a failed shard so its run can finish.
+      const data = job?.data as Partial<ShardJobData> | undefined;
+      if (job?.finishedOn && /stalled/.test(err.message) && data?.runId && data.shard) {
+        ctx.runs
+          .markShardFailed(data.runId, data.shard.id, `${stage}: ${err.message}`)
+          .catch((e: unknown) => log(`capfilt: could not record the failure: ${errorMessage(e)}`));
+      }
     });
     worker.on('error', (err) => log(`capfilt: ${stage} worker: ${err.message}`));
     return worker;
