@@ -1,5 +1,6 @@
 import { existsSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { loadavg } from 'node:os';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Job, Queue } from 'bullmq';
@@ -109,6 +110,8 @@ export async function main(args: string[]): Promise<void> {
   const threads = String(values.threads);
   const mode = values.mode as RunMode;
   batchSize = Number(values['batch-size']);
+  // The machine may be shared: record how busy it was.
+  const loadavgAtStart = loadavg();
   const models = await benchModels('tiny');
   const input = await makeInput(shards, pairs);
   const warmInput = await makeInput(1, batchSize);
@@ -154,6 +157,7 @@ export async function main(args: string[]): Promise<void> {
       samples_per_s: n / (base.ms / 1000),
       speedup: 1,
       overhead_ms_per_shard: 0,
+      outside_model_job_ms_per_shard: null,
       handoff_ms: null,
       write_job_ms: null,
     });
@@ -198,6 +202,10 @@ export async function main(args: string[]): Promise<void> {
           (j) => (j.processedOn ?? 0) - (modelJobs.get(j.data.shard.id)?.finishedOn ?? j.processedOn ?? 0),
         );
         const writeMs = writeJobs.map((j) => (j.finishedOn ?? 0) - (j.processedOn ?? 0));
+        const modelJobMs = [...modelJobs.values()].reduce(
+          (a, j) => a + (j.finishedOn ?? 0) - (j.processedOn ?? 0),
+          0,
+        );
         rows.push({
           setup: `queue, ${mode}`,
           workers: w,
@@ -207,6 +215,7 @@ export async function main(args: string[]): Promise<void> {
           samples_per_s: n / (ms / 1000),
           speedup: base.ms / ms,
           overhead_ms_per_shard: (w * ms - base.ms) / shards,
+          outside_model_job_ms_per_shard: (w * ms - modelJobMs) / shards,
           handoff_ms: mean(handoff),
           write_job_ms: mean(writeMs),
         });
@@ -225,6 +234,6 @@ export async function main(args: string[]): Promise<void> {
     `capfilt on BullMQ vs local (tiny random BLIP, ${threads} onnxruntime thread(s) per process, redis-server on loopback)`,
     rows,
   );
-  const file = writeResult('queue', { mode, batchSize, threads: Number(threads), rows });
+  const file = writeResult('queue', { mode, batchSize, threads: Number(threads), loadavgAtStart, rows });
   process.stdout.write(`\nwrote ${file}\n`);
 }
