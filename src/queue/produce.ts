@@ -126,6 +126,10 @@ export async function produceRun(
   if (existing) {
     const done = await Promise.all(todo.map((d) => ctx.runs.isShardDone(runId, d.shard.id)));
     todo = todo.filter((_, i) => !done[i]);
+  } else if (todo.length === 0 && req.scheduleId) {
+    // A scheduled firing with nothing new leaves no trace: a frequent schedule must not fill
+    // Redis with empty runs.
+    return { runId, shards: decisions.length, enqueued: 0, skipped: decisions.length };
   } else
     await ctx.runs.create({
       runId,
