@@ -1,6 +1,7 @@
 import { FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { createRedis, warnOnEviction } from './connection.js';
+import { CapfiltError, errorMessage } from '../errors.js';
+import { createRedis, redactRedisUrl, warnOnEviction } from './connection.js';
 import { DEFAULT_PREFIX, queueName, STAGES, type Stage } from './names.js';
 import { RunStore } from './runs.js';
 
@@ -26,7 +27,31 @@ export interface ContextOptions {
 
 export async function openQueueContext(options: ContextOptions): Promise<QueueContext> {
   const prefix = options.prefix ?? DEFAULT_PREFIX;
-  const redis = createRedis(options.redisUrl, { role: options.role ?? 'client' });
+  const role = options.role ?? 'client';
+  // A CLI call reports a wrong URL, password or certificate at once instead of retrying; a worker
+  // keeps trying (Redis may still be starting) and logs why.
+  let lastError: Error | undefined;
+  const redis = createRedis(options.redisUrl, {
+    role,
+    ...(role === 'client'
+      ? {
+          onError: (err: Error) => {
+            lastError = err;
+          },
+        }
+      : {}),
+  });
+  if (role === 'client') {
+    try {
+      await redis.ping();
+    } catch (err) {
+      redis.disconnect();
+      throw new CapfiltError(
+        'redis_unavailable',
+        `cannot use Redis at ${redactRedisUrl(options.redisUrl)}: ${errorMessage(lastError ?? err)}`,
+      );
+    }
+  }
   if (options.checkEviction !== false) await warnOnEviction(redis);
   const queues = new Map<Stage, Queue>();
   let flowProducer: FlowProducer | undefined;
