@@ -82,7 +82,8 @@ export function registerQueue(program: Command): void {
           .default('split'),
       )
       .option('--run <id>', 'run id (default: generated); producing the same id again adds nothing')
-      .option('--overwrite', 'redo shards even when complete and unchanged'),
+      .option('--overwrite', 'redo shards even when complete and unchanged')
+      .option('--human <loc...>', 'human-annotated pairs to add unfiltered, marked human'),
   );
   addRunOptionFlags(produce);
   produce.action(async (flags: ConnectionFlags & Record<string, unknown>) => {
@@ -96,6 +97,7 @@ export function registerQueue(program: Command): void {
         mode: flags.mode as RunMode,
         ...(flags.run ? { runId: String(flags.run) } : {}),
         overwrite: Boolean(flags.overwrite),
+        ...(Array.isArray(flags.human) ? { human: flags.human.map(String) } : {}),
       });
       process.stdout.write(
         `${JSON.stringify(result)}\ncapfilt: run ${result.runId}: ${result.enqueued} of ${result.shards} shards enqueued, ${result.skipped} already done\n`,
@@ -199,7 +201,8 @@ export function registerQueue(program: Command): void {
       .option('--tz <zone>', 'time zone of the cron pattern')
       .requiredOption('--input <location>', 'input: local path or s3://bucket/prefix')
       .requiredOption('--output <location>', 'output folder or s3:// prefix')
-      .addOption(new Option('--mode <mode>', 'split or fused').choices(['split', 'fused']).default('split')),
+      .addOption(new Option('--mode <mode>', 'split or fused').choices(['split', 'fused']).default('split'))
+      .option('--human <loc...>', 'human-annotated pairs to add unfiltered, marked human'),
   );
   addRunOptionFlags(add);
   add.action(async (id: string, flags: ConnectionFlags & Record<string, unknown>) => {
@@ -215,6 +218,7 @@ export function registerQueue(program: Command): void {
           output: String(flags.output),
           options: runOptionsFromFlags(flags),
           mode: flags.mode as RunMode,
+          ...(Array.isArray(flags.human) ? { human: flags.human.map(String) } : {}),
         },
       });
       process.stdout.write(`capfilt: schedule ${id} saved (runs need a worker serving the produce stage)\n`);

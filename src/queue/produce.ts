@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { FlowJob } from 'bullmq';
+import { UsageError } from '../errors.js';
 import { NotFoundError, type Storage } from '../io/location.js';
 import { planShards } from '../io/shards.js';
 import type { RunOptions, ShardRef } from '../pipeline/types.js';
@@ -26,6 +27,8 @@ export interface ProduceRequest {
   /** Default: a fresh id from the clock. Re-producing with the same id enqueues nothing new. */
   runId?: string;
   scheduleId?: string;
+  /** Human-annotated pairs (manifests or folders): added to the output unfiltered, marked human. */
+  human?: string[];
   /** Redo shards even when their output is complete and their input unchanged. */
   overwrite?: boolean;
   policy?: ShardJobPolicy;
@@ -107,6 +110,14 @@ export async function produceRun(
   // missing: job ids are derived from run + shard, so BullMQ ignores flows it already holds.
   const options = existing?.options ?? req.options;
   const planned = await planShards(storage, req.input, { shardSize: options.input.shardSize });
+  for (const h of existing?.human ?? req.human ?? []) {
+    planned.push(...(await planShards(storage, h, { shardSize: options.input.shardSize, human: true })));
+  }
+  const ids = new Set<string>();
+  for (const { shard } of planned) {
+    if (ids.has(shard.id)) throw new UsageError(`two inputs map to the shard id ${shard.id}; rename one`);
+    ids.add(shard.id);
+  }
   const previous = await ctx.runs.fingerprints(req.output);
   const decisions = await mapLimit(planned, 16, async ({ shard }) => {
     // A shard whose input vanished since planning is still enqueued: its job then fails
@@ -137,6 +148,7 @@ export async function produceRun(
       output: req.output,
       mode: req.mode,
       options,
+      ...(req.human?.length ? { human: req.human } : {}),
       createdAt: Date.now(),
       shardsTotal: todo.length,
       shardsSkipped: decisions.length - todo.length,

@@ -18,6 +18,8 @@ export interface RunRecord<Options = unknown> {
   /** Shards found complete and unchanged in the output, so not enqueued. */
   shardsSkipped: number;
   scheduleId?: string;
+  /** Human-annotated inputs added unfiltered. */
+  human?: string[];
 }
 
 /** What a finished shard adds to its run's counters. */
@@ -91,6 +93,7 @@ export class RunStore {
       shardsSkipped: String(record.shardsSkipped),
     };
     if (record.scheduleId) fields.scheduleId = record.scheduleId;
+    if (record.human?.length) fields.human = JSON.stringify(record.human);
     const multi = this.redis
       .multi()
       .hset(key, fields)
@@ -112,6 +115,7 @@ export class RunStore {
       shardsTotal: Number(h.shardsTotal),
       shardsSkipped: Number(h.shardsSkipped),
       ...(h.scheduleId ? { scheduleId: h.scheduleId } : {}),
+      ...(h.human ? { human: JSON.parse(h.human) as string[] } : {}),
     };
   }
 

@@ -19,6 +19,7 @@ export async function writeRunSummary(storage: Storage, run: RunRecord): Promise
   const body = {
     ...summarize(stats),
     input: run.input,
+    human: run.human ?? [],
     output: run.output,
     runId: run.runId,
     shardIds: stats.map((s) => s.shard.id),

@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
@@ -90,4 +90,34 @@ it('trims finished jobs so Redis stays bounded, and parents still read their chi
     return p?.completedAt ? p : null;
   });
   expect(p3).toMatchObject({ shardsDone: 1, samples: 3 });
+});
+
+it('adds human-annotated pairs unfiltered, marked human, as the local runner does', async () => {
+  const human = join(import.meta.dirname, '..', '..', 'examples', 'human', 'annotations.jsonl');
+  const out = join(dir, 'out-human');
+  const result = await produceRun(ctx, new Storage(), {
+    input: join(dir, 'in'),
+    output: out,
+    options: runOptions(),
+    mode: 'split',
+    runId: 'h1',
+    human: [human],
+  });
+  expect(result).toMatchObject({ shards: SHARDS + 1, enqueued: SHARDS + 1 });
+  await waitFor('run h1', async () => (await ctx.runs.progress('h1'))?.completedAt);
+  const lines = readFileSync(join(out, 'part-human-annotations-0-2.jsonl'), 'utf8').trim().split('\n');
+  const records = lines.map(
+    (l) => JSON.parse(l) as { human: boolean; status: string; texts: string[]; synthetic: unknown[] },
+  );
+  expect(records).toHaveLength(2);
+  for (const r of records) {
+    expect(r).toMatchObject({ human: true, status: 'ok', synthetic: [] });
+    expect(r.texts).toHaveLength(1);
+  }
+  const summary = JSON.parse(readFileSync(join(out, '_summary.json'), 'utf8')) as {
+    human: string[];
+    kept: { human: number };
+  };
+  expect(summary.human).toEqual([human]);
+  expect(summary.kept.human).toBe(2);
 });
