@@ -202,7 +202,12 @@ export async function main(args: string[]): Promise<void> {
           (j) => (j.processedOn ?? 0) - (modelJobs.get(j.data.shard.id)?.finishedOn ?? j.processedOn ?? 0),
         );
         const writeMs = writeJobs.map((j) => (j.finishedOn ?? 0) - (j.processedOn ?? 0));
-        const modelJobMs = [...modelJobs.values()].reduce(
+        // Time inside the jobs that run the models (fused; or caption + filter).
+        const captionJobs =
+          mode === 'split'
+            ? mine(await new Queue('caption', { connection: ctx.redis, prefix }).getJobs(['completed']))
+            : [];
+        const modelJobMs = [...modelJobs.values(), ...captionJobs].reduce(
           (a, j) => a + (j.finishedOn ?? 0) - (j.processedOn ?? 0),
           0,
         );
