@@ -202,12 +202,9 @@ export async function main(args: string[]): Promise<void> {
           (j) => (j.processedOn ?? 0) - (modelJobs.get(j.data.shard.id)?.finishedOn ?? j.processedOn ?? 0),
         );
         const writeMs = writeJobs.map((j) => (j.finishedOn ?? 0) - (j.processedOn ?? 0));
-        // Time inside the jobs that run the models (fused; or caption + filter).
-        const captionJobs =
-          mode === 'split'
-            ? mine(await new Queue('caption', { connection: ctx.redis, prefix }).getJobs(['completed']))
-            : [];
-        const modelJobMs = [...modelJobs.values(), ...captionJobs].reduce(
+        // Time inside the fused jobs (one at a time per worker). In split mode a process runs its
+        // caption and filter jobs concurrently, so their times overlap and are not reported.
+        const modelJobMs = [...modelJobs.values()].reduce(
           (a, j) => a + (j.finishedOn ?? 0) - (j.processedOn ?? 0),
           0,
         );
@@ -220,7 +217,7 @@ export async function main(args: string[]): Promise<void> {
           samples_per_s: n / (ms / 1000),
           speedup: base.ms / ms,
           overhead_ms_per_shard: (w * ms - base.ms) / shards,
-          outside_model_job_ms_per_shard: (w * ms - modelJobMs) / shards,
+          outside_model_job_ms_per_shard: mode === 'fused' ? (w * ms - modelJobMs) / shards : null,
           handoff_ms: mean(handoff),
           write_job_ms: mean(writeMs),
         });
