@@ -42,6 +42,16 @@ export interface ProduceResult {
   enqueued: number;
   /** Complete in the output and unchanged since they were written. */
   skipped: number;
+  /** Set when a scheduled firing was skipped because the schedule's previous run is unfinished. */
+  busy?: true;
+}
+
+async function unfinishedRunOf(ctx: QueueContext, scheduleId: string): Promise<string | null> {
+  for (const id of await ctx.runs.list(20)) {
+    const run = await ctx.runs.progress(id);
+    if (run?.scheduleId === scheduleId && run.completedAt === null) return id;
+  }
+  return null;
 }
 
 export function newRunId(now = new Date()): string {
@@ -106,6 +116,12 @@ export async function produceRun(
   const runId = req.runId ?? newRunId();
   if (sanitizeId(runId) !== runId) throw new Error(`run id must match [A-Za-z0-9._-]+ (got ${runId})`);
   const existing = await ctx.runs.get<RunOptions>(runId);
+  if (!existing && req.scheduleId) {
+    // A firing while the schedule's previous run is still going would enqueue that run's
+    // unfinished shards a second time: skip it, the next firing picks up whatever is new.
+    const busy = await unfinishedRunOf(ctx, req.scheduleId);
+    if (busy) return { runId: busy, shards: 0, enqueued: 0, skipped: 0, busy: true };
+  }
   // Producing a run again (a crashed producer, a retried produce job) re-adds only what is
   // missing: job ids are derived from run + shard, so BullMQ ignores flows it already holds.
   const options = existing?.options ?? req.options;

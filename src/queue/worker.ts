@@ -62,6 +62,17 @@ class RunCache {
   }
 }
 
+/**
+ * When a produce job was due: a scheduler's job id ends in its firing time (`repeat:<id>:<ms>`),
+ * unique per firing and the same on a retry, so the firing's run id is stable. (The job's
+ * timestamp is when it was created, right after the previous firing: not unique.)
+ */
+export function firingStamp(job: Pick<Job, 'id' | 'timestamp'>): string {
+  const last = job.id?.split(':').pop() ?? '';
+  const ms = /^\d{10,}$/.test(last) ? Number(last) : job.timestamp;
+  return new Date(ms).toISOString().replace(/[-:]/g, '').replace('.', '');
+}
+
 function childValue<T>(values: Record<string, unknown>, stage: Stage): T {
   const entry = Object.entries(values).find(([key]) => key.includes(`:${queueName(stage)}:`));
   if (!entry) throw new Error(`missing result of the ${stage} stage`);
@@ -83,13 +94,13 @@ export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOpti
   const processors: Record<Stage, (job: Job) => Promise<unknown>> = {
     produce: async (job) => {
       const data = job.data as ProduceJobData;
-      const stamp = new Date(job.timestamp)
-        .toISOString()
-        .replace(/[-:]/g, '')
-        .replace(/\.\d+Z$/, 'Z');
-      const runId = `${data.runPrefix ?? data.scheduleId ?? 'run'}-${stamp}`;
+      const runId = `${data.runPrefix ?? data.scheduleId ?? 'run'}-${firingStamp(job)}`;
       const result = await produceRun(ctx, storage, { ...data, runId });
-      log(`capfilt: produced ${result.runId}: ${result.enqueued} shards enqueued, ${result.skipped} skipped`);
+      log(
+        result.busy
+          ? `capfilt: ${runId} skipped: run ${result.runId} of the same schedule is still going`
+          : `capfilt: produced ${result.runId}: ${result.enqueued} shards enqueued, ${result.skipped} skipped`,
+      );
       return result;
     },
     caption: async (job) => {
