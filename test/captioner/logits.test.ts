@@ -40,7 +40,9 @@ describe('logit processors (transformers 4.40 semantics)', () => {
     expect(l.map((v) => (v === Number.NEGATIVE_INFINITY ? 0 : 1))).toEqual(new Float32Array([1, 1, 0, 0]));
     const wider = new Float32Array([Math.log(0.5), Math.log(0.3), Math.log(0.15), Math.log(0.05)]);
     applyTopP(wider, 0.85);
-    expect(wider.map((v) => (v === Number.NEGATIVE_INFINITY ? 0 : 1))).toEqual(new Float32Array([1, 1, 1, 0]));
+    expect(wider.map((v) => (v === Number.NEGATIVE_INFINITY ? 0 : 1))).toEqual(
+      new Float32Array([1, 1, 1, 0]),
+    );
     const one = new Float32Array([Math.log(0.9), Math.log(0.1)]);
     applyTopP(one, 0.01);
     expect(one[0]).not.toBe(Number.NEGATIVE_INFINITY);
