@@ -60,6 +60,12 @@ const COUNTERS = ['samples', 'ok', 'rejected', 'webKept', 'syntheticKept', 'synt
  * enters the run's done-set atomically with the counter increments.
  * KEYS: run hash, done set, failures hash. ARGV: shardId, now, then counter name/value pairs.
  */
+/**
+ * Once a run is complete its set of done shard ids (the bulk of a run's keys on a 100k-shard run)
+ * is only kept a week, for late redeliveries; the counters and failures stay.
+ */
+const DONE_SET_TTL_S = 7 * 24 * 3600;
+
 const MARK_DONE = `
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[3], ARGV[1])
@@ -69,10 +75,11 @@ redis.call('HSET', KEYS[1], 'lastDoneAt', ARGV[2])
 local total = tonumber(redis.call('HGET', KEYS[1], 'shardsTotal') or '0')
 local failed = redis.call('HLEN', KEYS[3])
 if redis.call('SCARD', KEYS[2]) + failed >= total and redis.call('HSETNX', KEYS[1], 'completedAt', ARGV[2]) == 1 then
+  redis.call('EXPIRE', KEYS[2], DONE_SET_TTL)
   if failed == 0 then return 2 end
 end
 return 1
-`;
+`.replace('DONE_SET_TTL', String(DONE_SET_TTL_S));
 
 export class RunStore {
   constructor(
@@ -151,7 +158,12 @@ export class RunStore {
       this.redis.scard(`${key}:done`),
       this.redis.hlen(`${key}:failed`),
     ]);
-    if (done + failed >= Number(total ?? 0)) await this.redis.hsetnx(key, 'completedAt', String(Date.now()));
+    if (
+      done + failed >= Number(total ?? 0) &&
+      (await this.redis.hsetnx(key, 'completedAt', String(Date.now())))
+    ) {
+      await this.redis.expire(`${key}:done`, DONE_SET_TTL_S);
+    }
   }
 
   async isShardDone(runId: string, shardId: string): Promise<boolean> {

@@ -6,6 +6,7 @@ import { Storage } from '../../src/io/location.js';
 import { runOptions } from '../../src/pipeline/options.js';
 import { openQueueContext, type QueueContext } from '../../src/queue/context.js';
 import { DEFAULT_SHARD_JOB_POLICY } from '../../src/queue/job-options.js';
+import { runKey } from '../../src/queue/names.js';
 import { produceRun } from '../../src/queue/produce.js';
 import { startWorkerPool, type WorkerPool } from '../../src/queue/worker.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
@@ -58,6 +59,10 @@ it('trims finished jobs so Redis stays bounded, and parents still read their chi
     return p?.completedAt ? p : null;
   });
   expect(progress).toMatchObject({ shardsDone: SHARDS, shardsFailed: 0, samples: SHARDS * 2 });
+  // The run's set of done shard ids expires once the run is complete; its counters stay.
+  const ttl = await ctx.redis.ttl(`${runKey(ctx.prefix, 'r1')}:done`);
+  expect(ttl).toBeGreaterThan(24 * 3600);
+  expect(await ctx.redis.ttl(runKey(ctx.prefix, 'r1'))).toBe(-1);
   for (const stage of ['caption', 'filter', 'write'] as const) {
     const counts = await ctx.queue(stage).getJobCounts('completed', 'failed', 'waiting', 'active');
     expect(counts.completed, stage).toBeLessThanOrEqual(2);
