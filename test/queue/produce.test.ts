@@ -6,6 +6,7 @@ import { Storage } from '../../src/io/location.js';
 import { runOptions } from '../../src/pipeline/options.js';
 import { openQueueContext, type QueueContext } from '../../src/queue/context.js';
 import { produceRun } from '../../src/queue/produce.js';
+import { addSchedule, listSchedules, parseEvery, removeSchedule } from '../../src/queue/schedule.js';
 import { firingStamp } from '../../src/queue/worker.js';
 import { uniqueName } from '../helpers/names.js';
 import { type RedisServer, startRedis } from '../helpers/redis.js';
@@ -66,5 +67,31 @@ describe('produce', () => {
     expect(a).toBe(firingStamp({ id: 'repeat:nightly:1795000000000', timestamp: 999 }));
     expect(a).toMatch(/^[0-9TZ]+$/);
     expect(firingStamp({ id: 'manual', timestamp: 1795000000000 })).toBe(a);
+  });
+
+  it('schedules: durations, exactly one of --cron/--every, list and remove', async () => {
+    expect(parseEvery('90s')).toBe(90_000);
+    expect(parseEvery('6h')).toBe(6 * 3_600_000);
+    expect(parseEvery('1500')).toBe(1_500);
+    expect(() => parseEvery('soon')).toThrow(/duration/);
+    expect(() => parseEvery('10ms')).toThrow(/at least 1s/);
+    const produce = {
+      input: join(dir, 'in'),
+      output: join(dir, 'out'),
+      options: runOptions(),
+      mode: 'fused' as const,
+    };
+    await expect(addSchedule(ctx, { id: 'x', produce })).rejects.toThrow(/exactly one/);
+    await expect(addSchedule(ctx, { id: 'x', cron: '0 3 * * *', every: 1000, produce })).rejects.toThrow(
+      /exactly one/,
+    );
+    await expect(addSchedule(ctx, { id: 'bad:id', every: 1000, produce })).rejects.toThrow(/schedule id/);
+    await addSchedule(ctx, { id: 'nightly', cron: '0 3 * * *', produce });
+    await addSchedule(ctx, { id: 'nightly', cron: '0 4 * * *', produce });
+    const list = await listSchedules(ctx);
+    expect(list).toHaveLength(1);
+    expect(list[0]).toMatchObject({ id: 'nightly', cron: '0 4 * * *', input: join(dir, 'in') });
+    expect(await removeSchedule(ctx, 'nightly')).toBe(true);
+    expect(await listSchedules(ctx)).toEqual([]);
   });
 });
