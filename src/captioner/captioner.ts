@@ -1,27 +1,13 @@
-import { basename } from 'node:path';
 import type * as ort from 'onnxruntime-node';
 import { UsageError } from '../errors.js';
-import type { RgbImage } from '../io/image.js';
 import { mapBatches } from '../model/batching.js';
-import { type ModelManifest, readManifest } from '../model/manifest.js';
-import { preprocessImage } from '../model/preprocess.js';
-import {
-  float32,
-  openSessions,
-  type ResolvedDevice,
-  type RuntimeOptions,
-  releaseAll,
-} from '../model/runtime.js';
-import { BertTokenizer } from '../model/tokenizer.js';
+import { BlipEngine, type EngineOptions, loadModel } from '../model/engine.js';
 import { DecoderRun, type KvPair, selectRows } from './decoder-session.js';
 import type { Caption, DecodingOptions } from './options.js';
 import { captionRng } from './rng.js';
 import { beamSearch, decodeRows } from './search.js';
 
-export interface EngineOptions extends RuntimeOptions {
-  /** Images per model call (default 8). */
-  batchSize?: number;
-}
+export type { EngineOptions } from '../model/engine.js';
 
 export interface CaptionSample {
   key: string;
@@ -34,44 +20,9 @@ export interface CaptionSample {
  * cross-attention keys/values run once per image, then the text decoder generates with its
  * self-attention cache.
  */
-export class Captioner {
-  private constructor(
-    readonly manifest: ModelManifest,
-    readonly modelId: string,
-    readonly device: ResolvedDevice,
-    private readonly sessions: Record<string, ort.InferenceSession>,
-    private readonly tokenizer: BertTokenizer,
-    private readonly batchSize: number,
-    private readonly onWarning: (message: string) => void,
-  ) {}
-
+export class Captioner extends BlipEngine {
   static async load(modelDir: string, options: EngineOptions = {}): Promise<Captioner> {
-    const manifest = await readManifest(modelDir);
-    if (manifest.kind !== 'captioner') {
-      throw new UsageError(`${modelDir} is a ${manifest.kind}, not a captioner`);
-    }
-    const tokenizer = await BertTokenizer.fromDir(modelDir, manifest.specialIds);
-    const { sessions, device } = await openSessions(
-      modelDir,
-      manifest,
-      ['vision', 'cross_kv', 'decoder'],
-      options,
-    );
-    const warn = options.onWarning ?? ((m: string) => process.stderr.write(`capfilt: ${m}\n`));
-    return new Captioner(
-      manifest,
-      manifest.source.name ?? basename(modelDir),
-      device,
-      sessions,
-      tokenizer,
-      options.batchSize ?? 8,
-      warn,
-    );
-  }
-
-  /** This model's input tensor for a decoded image (resize, rescale, normalise; CHW). */
-  pixels(image: RgbImage): Float32Array {
-    return preprocessImage(image, this.manifest.image);
+    return new Captioner(await loadModel(modelDir, 'captioner', ['vision', 'cross_kv', 'decoder'], options));
   }
 
   /** The decoder's starting ids: [DEC] then the prompt's word pieces (no [SEP]), as BLIP builds them. */
@@ -96,27 +47,20 @@ export class Captioner {
       samples,
       this.batchSize,
       (batch) => this.captionBatch(batch, options),
-      (size) => this.onWarning(`out of memory while captioning; batch size lowered to ${size}`),
+      (size) => this.warn(`out of memory while captioning; batch size lowered to ${size}`),
     );
   }
 
   /** image_embeds and the cross-attention cache of a batch of images. */
   async encode(samples: readonly CaptionSample[]): Promise<{ imageEmbeds: ort.Tensor; cross: KvPair[] }> {
-    const { imageSize, numChannels } = this.manifest.vision;
-    const plane = numChannels * imageSize * imageSize;
-    const pixels = new Float32Array(samples.length * plane);
-    samples.forEach((s, i) => {
-      pixels.set(s.pixels, i * plane);
-    });
-    const vision = await this.sessions.vision.run({
-      pixel_values: float32(pixels, [samples.length, numChannels, imageSize, imageSize]),
-    });
-    const kv = await this.sessions.cross_kv.run({ image_embeds: vision.image_embeds });
-    const cross = Array.from({ length: this.manifest.text.numLayers }, (_, l) => ({
-      key: kv[`cross_key.${l}`],
-      value: kv[`cross_value.${l}`],
-    }));
-    return { imageEmbeds: vision.image_embeds, cross };
+    const { vision, cross } = await this.encodeImages(samples);
+    return {
+      imageEmbeds: vision.image_embeds,
+      cross: Array.from({ length: this.manifest.text.numLayers }, (_, l) => ({
+        key: cross[`cross_key.${l}`],
+        value: cross[`cross_value.${l}`],
+      })),
+    };
   }
 
   private async captionBatch(samples: CaptionSample[], o: DecodingOptions): Promise<Caption[][]> {
@@ -160,10 +104,6 @@ export class Captioner {
     return sequences.map((perSample) =>
       perSample.map((tokenIds) => ({ text: this.captionText(tokenIds, prompt), tokenIds })),
     );
-  }
-
-  async close(): Promise<void> {
-    await releaseAll(this.sessions);
   }
 }
 

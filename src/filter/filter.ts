@@ -1,13 +1,9 @@
-import { basename } from 'node:path';
 import type * as ort from 'onnxruntime-node';
-import type { EngineOptions } from '../captioner/captioner.js';
 import { UsageError } from '../errors.js';
-import type { RgbImage } from '../io/image.js';
 import { chunks, mapBatches } from '../model/batching.js';
-import { type ModelManifest, readManifest } from '../model/manifest.js';
-import { preprocessImage } from '../model/preprocess.js';
-import { float32, int64, openSessions, type ResolvedDevice, releaseAll } from '../model/runtime.js';
-import { BertTokenizer, encodeForItm } from '../model/tokenizer.js';
+import { BlipEngine, type EngineOptions, loadModel } from '../model/engine.js';
+import { int64 } from '../model/runtime.js';
+import { encodeForItm } from '../model/tokenizer.js';
 import type { FilterOptions, TextScore } from './options.js';
 
 export interface ScoreSample {
@@ -27,41 +23,11 @@ const TEXTS_PER_CALL = 64;
  * BLIP's filter (BlipForImageTextRetrieval) on onnxruntime: one vision pass and one
  * cross-attention K/V computation per image, shared by every text scored against it.
  */
-export class Filter {
-  private constructor(
-    readonly manifest: ModelManifest,
-    readonly modelId: string,
-    readonly device: ResolvedDevice,
-    private readonly sessions: Record<string, ort.InferenceSession>,
-    private readonly tokenizer: BertTokenizer,
-    private readonly batchSize: number,
-    private readonly onWarning: (message: string) => void,
-  ) {}
-
+export class Filter extends BlipEngine {
   static async load(modelDir: string, options: EngineOptions = {}): Promise<Filter> {
-    const manifest = await readManifest(modelDir);
-    if (manifest.kind !== 'filter') throw new UsageError(`${modelDir} is a ${manifest.kind}, not a filter`);
-    const tokenizer = await BertTokenizer.fromDir(modelDir, manifest.specialIds);
-    const { sessions, device } = await openSessions(
-      modelDir,
-      manifest,
-      ['vision', 'cross_kv', 'itm', 'itc_text'],
-      options,
-    );
-    const warn = options.onWarning ?? ((m: string) => process.stderr.write(`capfilt: ${m}\n`));
     return new Filter(
-      manifest,
-      manifest.source.name ?? basename(modelDir),
-      device,
-      sessions,
-      tokenizer,
-      options.batchSize ?? 8,
-      warn,
+      await loadModel(modelDir, 'filter', ['vision', 'cross_kv', 'itm', 'itc_text'], options),
     );
-  }
-
-  pixels(image: RgbImage): Float32Array {
-    return preprocessImage(image, this.manifest.image);
   }
 
   /** ITM match probability and ITC cosine of every text of every sample. */
@@ -71,7 +37,7 @@ export class Filter {
       samples,
       this.batchSize,
       (batch) => this.scoreBatch(batch, options),
-      (size) => this.onWarning(`out of memory while filtering; batch size lowered to ${size}`),
+      (size) => this.warn(`out of memory while filtering; batch size lowered to ${size}`),
     );
   }
 
@@ -81,16 +47,7 @@ export class Filter {
     imageFeat: Float32Array;
     cross: Record<string, ort.Tensor>;
   }> {
-    const { imageSize, numChannels } = this.manifest.vision;
-    const plane = numChannels * imageSize * imageSize;
-    const pixels = new Float32Array(samples.length * plane);
-    samples.forEach((s, i) => {
-      pixels.set(s.pixels, i * plane);
-    });
-    const vision = await this.sessions.vision.run({
-      pixel_values: float32(pixels, [samples.length, numChannels, imageSize, imageSize]),
-    });
-    const cross = await this.sessions.cross_kv.run({ image_embeds: vision.image_embeds });
+    const { vision, cross } = await this.encodeImages(samples);
     return { imageEmbeds: vision.image_embeds, imageFeat: vision.image_feat.data as Float32Array, cross };
   }
 
@@ -173,9 +130,5 @@ export class Filter {
       mask.push(...e.attentionMask, ...new Array<number>(pad).fill(0));
     }
     return { ids, mask, length };
-  }
-
-  async close(): Promise<void> {
-    await releaseAll(this.sessions);
   }
 }
