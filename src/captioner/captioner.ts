@@ -1,8 +1,7 @@
-import type * as ort from 'onnxruntime-node';
 import { UsageError } from '../errors.js';
 import { mapBatches } from '../model/batching.js';
 import { BlipEngine, type EngineOptions, loadModel } from '../model/engine.js';
-import { DecoderRun, type KvPair, selectRows } from './decoder-session.js';
+import { DecoderRun } from './decoder-session.js';
 import type { Caption, DecodingOptions } from './options.js';
 import { captionRng } from './rng.js';
 import { beamSearch, decodeRows } from './search.js';
@@ -46,35 +45,24 @@ export class Captioner extends BlipEngine {
     return mapBatches(
       samples,
       this.batchSize,
-      (batch) => this.captionBatch(batch, options),
+      (batch) => this.exclusive(() => this.captionBatch(batch, options)),
       (size) => this.warn(`out of memory while captioning; batch size lowered to ${size}`),
     );
   }
 
-  /** image_embeds and the cross-attention cache of a batch of images. */
-  async encode(samples: readonly CaptionSample[]): Promise<{ imageEmbeds: ort.Tensor; cross: KvPair[] }> {
-    const { vision, cross } = await this.encodeImages(samples);
-    return {
-      imageEmbeds: vision.image_embeds,
-      cross: Array.from({ length: this.manifest.text.numLayers }, (_, l) => ({
-        key: cross[`cross_key.${l}`],
-        value: cross[`cross_value.${l}`],
-      })),
-    };
+  /** image_embeds [B, N, Dv] of a batch (the cross-attention cache is filled as a side effect). */
+  async encode(samples: readonly CaptionSample[]): Promise<{ imageEmbeds: Float32Array }> {
+    return this.exclusive(async () => ({ imageEmbeds: (await this.encodeImages(samples)).imageEmbeds }));
   }
 
   private async captionBatch(samples: CaptionSample[], o: DecodingOptions): Promise<Caption[][]> {
-    const { cross } = await this.encode(samples);
+    const perImage = o.strategy === 'beam' ? o.numBeams : o.numCaptions;
+    await this.encodeImages(samples, perImage);
     const t = this.manifest.text;
     const prompt = this.promptIds(o.prompt);
-    const perImage = o.strategy === 'beam' ? o.numBeams : o.numCaptions;
     // Row r reads image floor(r / perImage): repeat_interleave, as generate() expands inputs.
     const rows = samples.flatMap((_, i) => Array.from({ length: perImage }, () => i));
-    const expanded =
-      perImage === 1
-        ? cross
-        : cross.map((c) => ({ key: selectRows(c.key, rows), value: selectRows(c.value, rows) }));
-    const run = new DecoderRun(this.sessions.decoder, expanded, t.numHeads, t.hiddenSize / t.numHeads);
+    const run = new DecoderRun(this.sessions.decoder, this.crossCache, rows.length);
     const eosId = this.manifest.specialIds.sep;
     let sequences: number[][][];
     if (o.strategy === 'beam') {

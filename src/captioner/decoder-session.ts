@@ -1,11 +1,6 @@
 import type * as ort from 'onnxruntime-node';
+import type { CrossCache, KvPair } from '../model/cross-cache.js';
 import { float32, int64 } from '../model/runtime.js';
-
-/** Keys/values of one attention layer, [rows, heads, length, headDim]. */
-export interface KvPair {
-  key: ort.Tensor;
-  value: ort.Tensor;
-}
 
 /** Copy rows of a [rows, ...] float tensor, in the given order. */
 export function selectRows(t: ort.Tensor, rows: readonly number[]): ort.Tensor {
@@ -20,25 +15,22 @@ export function selectRows(t: ort.Tensor, rows: readonly number[]): ort.Tensor {
 }
 
 /**
- * The decoder of one batch of sequences: the per-image cross-attention keys/values computed once,
- * the self-attention cache growing by one position per step. Rows can be reordered (beam search) or
- * dropped (finished sequences stop costing work).
+ * The decoder of one batch of sequences: the per-image cross-attention keys/values computed once
+ * (in a CrossCache), the self-attention cache growing by one position per step. Rows can be
+ * reordered (beam search) or dropped (finished sequences stop costing work).
  */
 export class DecoderRun {
   private past: KvPair[];
   private cross: KvPair[];
-  rows: number;
 
   constructor(
     private readonly session: ort.InferenceSession,
-    cross: KvPair[],
-    private readonly heads: number,
-    private readonly headDim: number,
+    private readonly cache: CrossCache,
+    public rows: number,
   ) {
-    this.cross = cross;
-    this.rows = cross[0].key.dims[0];
-    const empty = () => float32(new Float32Array(0), [this.rows, heads, 0, headDim]);
-    this.past = cross.map(() => ({ key: empty(), value: empty() }));
+    this.cross = cache.layerTensors(0, rows);
+    const empty = () => float32(new Float32Array(0), [rows, cache.heads, 0, cache.headDim]);
+    this.past = this.cross.map(() => ({ key: empty(), value: empty() }));
   }
 
   /** Feed `tokens` (the same count per row) and return next-token logits, [rows * vocab]. */
@@ -57,21 +49,14 @@ export class DecoderRun {
   }
 
   /**
-   * Keep `rows` (old row indices) in this order. `sameImages` says row i still reads the image it
-   * read before (beam reordering inside a group), so the large cross-attention cache stays put.
+   * Continue with old rows `rows`, in this order. `crossRows` says which image row each new row
+   * reads (increasing; `'same'` when rows only move between beams of one image, whose
+   * cross-attention inputs are identical, so the large cache stays put).
    */
-  select(rows: readonly number[], sameImages = false): void {
+  select(rows: readonly number[], crossRows: readonly number[] | 'same' = rows): void {
     this.past = this.past.map((p) => ({ key: selectRows(p.key, rows), value: selectRows(p.value, rows) }));
-    if (!sameImages) {
-      this.cross = this.cross.map((c) => ({
-        key: selectRows(c.key, rows),
-        value: selectRows(c.value, rows),
-      }));
-    }
+    if (crossRows !== 'same') this.cache.compact(crossRows);
     this.rows = rows.length;
-  }
-
-  get headShape(): [number, number] {
-    return [this.heads, this.headDim];
+    this.cross = this.cache.layerTensors(0, rows.length);
   }
 }

@@ -11,7 +11,8 @@ import type { Rng } from './rng.js';
 /** What a search needs from the decoder: one step over all live rows, and row selection. */
 export interface StepModel {
   step(tokens: readonly number[][]): Promise<Float32Array>;
-  select(rows: readonly number[], sameImages?: boolean): void;
+  /** Keep old rows `rows`; `crossRows` (increasing) are the image rows they read, 'same' if unchanged. */
+  select(rows: readonly number[], crossRows?: readonly number[] | 'same'): void;
 }
 
 export interface LengthRules {
@@ -192,13 +193,16 @@ export async function beamSearch(
     const stillLive = liveInputs.filter((input) => !done[input]);
     if (stillLive.length === 0 || curLength >= p.maxLength) break;
     if (stillLive.length === liveInputs.length) {
-      model.select(sourceRows, true);
+      model.select(sourceRows, 'same');
     } else {
       const keepPositions: number[] = [];
       liveInputs.forEach((input, li) => {
         if (!done[input]) for (let b = 0; b < k; b++) keepPositions.push(li * k + b);
       });
-      model.select(keepPositions.map((pos) => sourceRows[pos]));
+      model.select(
+        keepPositions.map((pos) => sourceRows[pos]),
+        keepPositions,
+      );
       beamTokens = keepPositions.map((pos) => beamTokens[pos]);
       beamScores = keepPositions.map((pos) => beamScores[pos]);
       liveInputs = stillLive;

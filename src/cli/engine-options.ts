@@ -134,13 +134,15 @@ export function filterFromCli(o: FilterCli): FilterOptions {
 export function addEngineOptions(cmd: Command): Command {
   return cmd
     .option('--device <device>', 'cpu, cuda, cuda:N, or auto (CUDA when it loads, else CPU)', 'cpu')
-    .option('--batch-size <n>', 'images per model call', intArg, 8)
+    .option('--batch-size <n>', 'images per decoder/ITM call', intArg, 16)
+    .option('--vision-batch-size <n>', 'images per vision-encoder call (CPUs prefer small ones)', intArg, 2)
     .option('--threads <n>', 'onnxruntime threads per operator (0: one per core)', intArg, 0);
 }
 
 export interface EngineCli {
   device: string;
   batchSize: number;
+  visionBatchSize: number;
   threads: number;
 }
 
@@ -148,6 +150,7 @@ export function engineFromCli(o: EngineCli): EngineOptions {
   return {
     device: o.device as EngineOptions['device'],
     batchSize: o.batchSize,
+    visionBatchSize: o.visionBatchSize,
     intraOpThreads: o.threads,
   };
 }

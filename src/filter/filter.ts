@@ -36,23 +36,24 @@ export class Filter extends BlipEngine {
     return mapBatches(
       samples,
       this.batchSize,
-      (batch) => this.scoreBatch(batch, options),
+      (batch) => this.exclusive(() => this.scoreBatch(batch, options)),
       (size) => this.warn(`out of memory while filtering; batch size lowered to ${size}`),
     );
   }
 
-  /** image_embeds, the normalised ITC image features and the cross-attention cache of a batch. */
-  async encode(samples: readonly { pixels: Float32Array }[]): Promise<{
-    imageEmbeds: ort.Tensor;
-    imageFeat: Float32Array;
-    cross: Record<string, ort.Tensor>;
-  }> {
-    const { vision, cross } = await this.encodeImages(samples);
-    return { imageEmbeds: vision.image_embeds, imageFeat: vision.image_feat.data as Float32Array, cross };
+  /** image_embeds [B, N, Dv] and the normalised ITC image features [B, E] of a batch. */
+  async encode(
+    samples: readonly { pixels: Float32Array }[],
+  ): Promise<{ imageEmbeds: Float32Array; imageFeat: Float32Array }> {
+    return this.exclusive(async () => {
+      const { imageEmbeds, imageFeat } = await this.encodeImages(samples);
+      return { imageEmbeds, imageFeat: imageFeat as Float32Array };
+    });
   }
 
   private async scoreBatch(samples: ScoreSample[], options: ScoreOptions): Promise<TextScore[][]> {
-    const { imageFeat, cross } = await this.encode(samples);
+    const { imageFeat } = await this.encodeImages(samples);
+    const cross = this.crossCache.fetches(0, samples.length);
     const pairs = samples.flatMap((s, image) => s.texts.map((text) => ({ image, text })));
     const dim = this.manifest.imageTextHiddenSize;
     const scores: TextScore[] = [];
@@ -64,7 +65,8 @@ export class Filter extends BlipEngine {
       );
       part.forEach((p, i) => {
         let cosine = 0;
-        for (let d = 0; d < dim; d++) cosine += imageFeat[p.image * dim + d] * textFeat[i * dim + d];
+        for (let d = 0; d < dim; d++)
+          cosine += (imageFeat as Float32Array)[p.image * dim + d] * textFeat[i * dim + d];
         scores.push({ itm: itm[i], itc: cosine });
       });
     }

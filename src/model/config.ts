@@ -52,7 +52,8 @@ type Json = Record<string, unknown>;
 function num(obj: Json, key: string, fallback: number): number {
   const v = obj[key];
   if (v === undefined || v === null) return fallback;
-  if (typeof v !== 'number' || !Number.isFinite(v)) throw new ModelError(`config.json: ${key} must be a number`);
+  if (typeof v !== 'number' || !Number.isFinite(v))
+    throw new ModelError(`config.json: ${key} must be a number`);
   return v;
 }
 
@@ -83,7 +84,9 @@ export function parseBlipConfig(json: unknown): BlipConfig {
   const v = (root.vision_config ?? {}) as Json;
   const t = (root.text_config ?? {}) as Json;
   if (t.num_attention_heads === undefined) {
-    throw new ModelError('config.json: text_config.num_attention_heads is missing (refusing the class default)');
+    throw new ModelError(
+      'config.json: text_config.num_attention_heads is missing (refusing the class default)',
+    );
   }
   const vision: VisionConfig = {
     hiddenSize: num(v, 'hidden_size', 768),
@@ -115,12 +118,17 @@ export function parseBlipConfig(json: unknown): BlipConfig {
     ['text', text],
   ] as const) {
     if (c.hiddenSize % c.numHeads !== 0) {
-      throw new ModelError(`${name}_config: hidden_size ${c.hiddenSize} is not divisible by ${c.numHeads} heads`);
+      throw new ModelError(
+        `${name}_config: hidden_size ${c.hiddenSize} is not divisible by ${c.numHeads} heads`,
+      );
     }
-    if (c.hiddenAct !== 'gelu') throw new ModelError(`${name}_config: hidden_act ${c.hiddenAct} is not supported`);
+    if (c.hiddenAct !== 'gelu')
+      throw new ModelError(`${name}_config: hidden_act ${c.hiddenAct} is not supported`);
   }
   if (vision.imageSize % vision.patchSize !== 0) {
-    throw new ModelError(`image_size ${vision.imageSize} is not a multiple of patch_size ${vision.patchSize}`);
+    throw new ModelError(
+      `image_size ${vision.imageSize} is not a multiple of patch_size ${vision.patchSize}`,
+    );
   }
   if (text.encoderHiddenSize !== vision.hiddenSize) {
     throw new ModelError(

@@ -52,11 +52,15 @@ export async function readManifest(dir: string): Promise<ModelManifest> {
   try {
     raw = await readFile(join(dir, 'manifest.json'), 'utf8');
   } catch (err) {
-    throw new ModelError(`${dir} is not a converted capfilt model (no manifest.json); run capfilt models import`, {
-      cause: err,
-    });
+    throw new ModelError(
+      `${dir} is not a converted capfilt model (no manifest.json); run capfilt models import`,
+      {
+        cause: err,
+      },
+    );
   }
   const m = JSON.parse(raw) as ModelManifest;
-  if (m.format !== 'capfilt-blip-onnx') throw new ModelError(`${dir}/manifest.json: unknown format ${m.format}`);
+  if (m.format !== 'capfilt-blip-onnx')
+    throw new ModelError(`${dir}/manifest.json: unknown format ${m.format}`);
   return m;
 }

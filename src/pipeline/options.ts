@@ -16,7 +16,7 @@ export const DEFAULT_RUN_OPTIONS: RunOptions = {
     concurrency: 16,
   },
   output: { compression: 'none' },
-  batchSize: 8,
+  batchSize: 16,
 };
 
 /** A full RunOptions from partial overrides (one level deep), defaults being the paper's. */
