@@ -49,19 +49,8 @@ export function addDecodingOptions(cmd: Command): Command {
     .option('--temperature <t>', 'sampling temperature', floatArg, d.temperature);
 }
 
-export interface DecodingCli {
-  strategy: DecodingOptions['strategy'];
-  topP: number;
-  topK: number;
-  repetitionPenalty?: number;
-  numBeams: number;
-  maxLength: number;
-  minLength: number;
-  prompt: string;
-  numCaptions: number;
-  seed: number;
-  temperature: number;
-}
+/** Commander's parsed values: the decoding options, the penalty left unset unless given. */
+export type DecodingCli = Omit<DecodingOptions, 'repetitionPenalty'> & { repetitionPenalty?: number };
 
 export function decodingFromCli(o: DecodingCli): DecodingOptions {
   return {

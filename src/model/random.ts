@@ -23,7 +23,8 @@ export interface RandomCheckpointResult {
   files: string[];
 }
 
-interface PresetDims {
+/** The dimensions that make a BLIP config (everything else is the hub's values). */
+export interface BlipDims {
   vision: {
     hidden: number;
     layers: number;
@@ -31,14 +32,15 @@ interface PresetDims {
     ffn: number;
     imageSize: number;
     patchSize: number;
+    eps?: number;
   };
-  text: { hidden: number; layers: number; heads: number; ffn: number };
+  text: { hidden: number; layers: number; heads: number; ffn: number; eps?: number; maxPositions?: number };
   imageTextHidden: number;
-  projectionDim: number;
+  projectionDim?: number;
 }
 
 /** Hub values (docs/blip.md §1.1) for base/large; tiny is the fixture's config. */
-const PRESETS: Record<RandomPreset, PresetDims> = {
+const PRESETS: Record<RandomPreset, BlipDims> = {
   tiny: {
     vision: { hidden: 32, layers: 2, heads: 4, ffn: 64, imageSize: 64, patchSize: 16 },
     text: { hidden: 32, layers: 2, heads: 4, ffn: 64 },
@@ -78,29 +80,33 @@ export function randomConfigJson(
   kind: ModelKind,
   seed: number,
 ): Record<string, unknown> {
-  const p = PRESETS[preset];
+  return { ...blipConfigJson(PRESETS[preset], kind), capfilt_random: { preset, seed } };
+}
+
+/** A Hugging Face style BLIP config.json of these dimensions (vocabulary and special ids as the hub's). */
+export function blipConfigJson(d: BlipDims, kind: ModelKind): Record<string, unknown> {
+  const { vision: v, text: t } = d;
   return {
     architectures: [ARCHITECTURE[kind]],
     model_type: 'blip',
-    image_text_hidden_size: p.imageTextHidden,
-    projection_dim: p.projectionDim,
+    image_text_hidden_size: d.imageTextHidden,
+    projection_dim: d.projectionDim ?? d.imageTextHidden,
     initializer_factor: 1.0,
     initializer_range: INIT_STD,
     label_smoothing: 0.0,
     logit_scale_init_value: 2.6592,
     torch_dtype: 'float32',
-    capfilt_random: { preset, seed },
     text_config: {
       model_type: 'blip_text_model',
       vocab_size: VOCAB_SIZE,
-      hidden_size: p.text.hidden,
-      encoder_hidden_size: p.vision.hidden,
-      intermediate_size: p.text.ffn,
-      num_hidden_layers: p.text.layers,
-      num_attention_heads: p.text.heads,
-      max_position_embeddings: MAX_POSITIONS,
+      hidden_size: t.hidden,
+      encoder_hidden_size: v.hidden,
+      intermediate_size: t.ffn,
+      num_hidden_layers: t.layers,
+      num_attention_heads: t.heads,
+      max_position_embeddings: t.maxPositions ?? MAX_POSITIONS,
       hidden_act: 'gelu',
-      layer_norm_eps: 1e-12,
+      layer_norm_eps: t.eps ?? 1e-12,
       bos_token_id: 30522,
       sep_token_id: 102,
       pad_token_id: 0,
@@ -110,15 +116,15 @@ export function randomConfigJson(
     },
     vision_config: {
       model_type: 'blip_vision_model',
-      hidden_size: p.vision.hidden,
-      intermediate_size: p.vision.ffn,
-      num_hidden_layers: p.vision.layers,
-      num_attention_heads: p.vision.heads,
-      image_size: p.vision.imageSize,
-      patch_size: p.vision.patchSize,
+      hidden_size: v.hidden,
+      intermediate_size: v.ffn,
+      num_hidden_layers: v.layers,
+      num_attention_heads: v.heads,
+      image_size: v.imageSize,
+      patch_size: v.patchSize,
       num_channels: 3,
       hidden_act: 'gelu',
-      layer_norm_eps: 1e-5,
+      layer_norm_eps: v.eps ?? 1e-5,
     },
   };
 }

@@ -4,74 +4,20 @@
  */
 import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import type { ModelKind } from '../../src/model/config.js';
-import { blipTensorSpecs, bundledVocabPath, initTensor } from '../../src/model/random.js';
+import {
+  type BlipDims,
+  blipConfigJson,
+  blipTensorSpecs,
+  bundledVocabPath,
+  initTensor,
+} from '../../src/model/random.js';
 import { writeSafetensors } from '../../src/model/safetensors.js';
 import type { WeightMap } from '../../src/model/tensor.js';
 
-export interface TinyBlipShape {
-  vision: {
-    hidden: number;
-    layers: number;
-    heads: number;
-    ffn: number;
-    imageSize: number;
-    patchSize: number;
-    eps?: number;
-  };
-  text: { hidden: number; layers: number; heads: number; ffn: number; eps?: number; maxPositions?: number };
-  imageTextHidden: number;
-}
+/** The dimensions of a test checkpoint (src/model/random.ts writes the config.json from them). */
+export type TinyBlipShape = BlipDims;
 
-const ARCHITECTURE: Record<ModelKind, string> = {
-  captioner: 'BlipForConditionalGeneration',
-  filter: 'BlipForImageTextRetrieval',
-};
-
-/** A Hugging Face style BLIP config.json for this shape (vocabulary and special ids as the hub's). */
-export function blipConfigJson(shape: TinyBlipShape, kind: ModelKind): Record<string, unknown> {
-  const { vision: v, text: t } = shape;
-  return {
-    architectures: [ARCHITECTURE[kind]],
-    model_type: 'blip',
-    image_text_hidden_size: shape.imageTextHidden,
-    projection_dim: shape.imageTextHidden,
-    initializer_factor: 1.0,
-    initializer_range: 0.02,
-    logit_scale_init_value: 2.6592,
-    torch_dtype: 'float32',
-    text_config: {
-      model_type: 'blip_text_model',
-      vocab_size: 30524,
-      hidden_size: t.hidden,
-      encoder_hidden_size: v.hidden,
-      intermediate_size: t.ffn,
-      num_hidden_layers: t.layers,
-      num_attention_heads: t.heads,
-      max_position_embeddings: t.maxPositions ?? 512,
-      hidden_act: 'gelu',
-      layer_norm_eps: t.eps ?? 1e-12,
-      bos_token_id: 30522,
-      sep_token_id: 102,
-      pad_token_id: 0,
-      eos_token_id: 2,
-      is_decoder: true,
-      use_cache: true,
-    },
-    vision_config: {
-      model_type: 'blip_vision_model',
-      hidden_size: v.hidden,
-      intermediate_size: v.ffn,
-      num_hidden_layers: v.layers,
-      num_attention_heads: v.heads,
-      image_size: v.imageSize,
-      patch_size: v.patchSize,
-      num_channels: 3,
-      hidden_act: 'gelu',
-      layer_norm_eps: v.eps ?? 1e-5,
-    },
-  };
-}
+export { blipConfigJson };
 
 /** Seeded N(0, 1) stream (mulberry32 + Box–Muller). */
 export function normalStream(seed: number): () => number {
