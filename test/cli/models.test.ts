@@ -1,0 +1,91 @@
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { FakeHub } from '../helpers/fake-hub.js';
+import { FIXTURE, REFERENCE } from '../helpers/models.js';
+
+const run = promisify(execFile);
+const capfilt = (args: string[], env: Record<string, string> = {}) =>
+  run(process.execPath, ['--import', 'tsx', 'src/cli/main.ts', ...args], {
+    env: { ...process.env, ...env },
+  });
+
+describe('capfilt models (CLI)', () => {
+  const hub = new FakeHub();
+  const work = mkdtempSync(join(tmpdir(), 'capfilt-models-cli-'));
+  beforeAll(async () => {
+    await hub.start();
+    hub.repos.set('Salesforce/blip-tiny-captioner', {
+      dir: join(FIXTURE, 'captioner-bin'),
+      api: true,
+      sha: 'c'.repeat(40),
+      revisions: ['main', 'c'.repeat(40)],
+    });
+  });
+  afterAll(async () => {
+    await hub.stop();
+    rmSync(work, { recursive: true, force: true });
+  });
+
+  it('pull downloads from HF_ENDPOINT, converts, and the model captions like Hugging Face', async () => {
+    const out = join(work, 'captioner');
+    const pulled = await capfilt(['models', 'pull', 'Salesforce/blip-tiny-captioner', '--out', out], {
+      HF_ENDPOINT: hub.url,
+    });
+    expect(JSON.parse(pulled.stdout)).toMatchObject({ kind: 'captioner', weights: 'pytorch_model.bin' });
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    expect(manifest.source.name).toBe('Salesforce/blip-tiny-captioner@main');
+    const image = join(FIXTURE, 'images', '3_stripes.png');
+    const { stdout } = await capfilt([
+      'caption',
+      '--model',
+      out,
+      '--strategy',
+      'greedy',
+      '--max-length',
+      '24',
+      '--min-length',
+      '0',
+      image,
+    ]);
+    const line = JSON.parse(stdout) as { captions: { token_ids: number[] }[] };
+    expect(line.captions[0].token_ids).toEqual(
+      REFERENCE.captioner.generation.greedy_prompt.results['3_stripes'].sequence,
+    );
+    const inspected = JSON.parse((await capfilt(['models', 'inspect', out])).stdout);
+    expect(inspected).toMatchObject({
+      kind: 'captioner',
+      precision: 'fp32',
+      special_ids: { dec: 30522, enc: 30523 },
+    });
+  });
+
+  it('random writes a checkpoint that imports', async () => {
+    const raw = join(work, 'random');
+    await capfilt(['models', 'random', '--preset', 'tiny', '--kind', 'filter', '--out', raw, '--seed', '3']);
+    const { stdout } = await capfilt([
+      'models',
+      'import',
+      raw,
+      '--out',
+      join(work, 'random-onnx'),
+      '--precision',
+      'fp16',
+    ]);
+    expect(JSON.parse(stdout)).toMatchObject({ kind: 'filter' });
+  });
+
+  it('import refuses a directory that is not a BLIP checkpoint, with exit code 2', async () => {
+    const err = (await capfilt(['models', 'import', work, '--out', join(work, 'x')]).catch(
+      (e: unknown) => e,
+    )) as {
+      code: number;
+      stderr: string;
+    };
+    expect(err.code).toBe(2);
+    expect(err.stderr).toMatch(/no readable config\.json/);
+  });
+});
