@@ -142,11 +142,16 @@ describe('Captioner on the blip-tiny fixture', () => {
         return file;
       });
       const args = ['--import', 'tsx', 'src/cli/main.ts', 'caption', '--model', models.captioner];
-      const { stdout } = await promisify(execFile)(
-        process.execPath,
-        [...args, '--num-captions', '2', '--seed', '9', '--batch-size', '5', ...files],
-        { env: { ...process.env, AWS_SDK_JS_SUPPRESS_NODE_VERSION_WARNING: '1' } },
-      );
+      const { stdout } = await promisify(execFile)(process.execPath, [
+        ...args,
+        '--num-captions',
+        '2',
+        '--seed',
+        '9',
+        '--batch-size',
+        '5',
+        ...files,
+      ]);
       const lines = stdout
         .trim()
         .split('\n')
