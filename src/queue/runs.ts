@@ -74,9 +74,12 @@ redis.call('HSETNX', KEYS[1], 'firstDoneAt', ARGV[2])
 redis.call('HSET', KEYS[1], 'lastDoneAt', ARGV[2])
 local total = tonumber(redis.call('HGET', KEYS[1], 'shardsTotal') or '0')
 local failed = redis.call('HLEN', KEYS[3])
-if redis.call('SCARD', KEYS[2]) + failed >= total and redis.call('HSETNX', KEYS[1], 'completedAt', ARGV[2]) == 1 then
+if redis.call('SCARD', KEYS[2]) + failed >= total and redis.call('HSETNX', KEYS[1], 'allShardsAt', ARGV[2]) == 1 then
   redis.call('EXPIRE', KEYS[2], DONE_SET_TTL)
+  -- A clean run is complete once its _summary.json is written (markCompleted); a run with
+  -- failed shards writes none and is complete now.
   if failed == 0 then return 2 end
+  redis.call('HSETNX', KEYS[1], 'completedAt', ARGV[2])
 end
 return 1
 `.replace('DONE_SET_TTL', String(DONE_SET_TTL_S));
@@ -146,6 +149,25 @@ export class RunStore {
     for (const c of COUNTERS) args.push(c, Math.round(summary[c]));
     const added = await this.redis.eval(MARK_DONE, 3, key, `${key}:done`, `${key}:failed`, ...args);
     return added === 2 ? 'completed' : added === 1 ? 'counted' : 'duplicate';
+  }
+
+  /** The run's `_summary.json` is written: the run is complete. */
+  async markCompleted(runId: string, now = Date.now()): Promise<void> {
+    await this.redis.hsetnx(runKey(this.prefix, runId), 'completedAt', String(now));
+  }
+
+  /**
+   * Every shard is done and none failed, but no summary was written (the worker that counted the
+   * last shard died before writing it): a redelivered write job finishes the run.
+   */
+  async summaryPending(runId: string): Promise<boolean> {
+    const key = runKey(this.prefix, runId);
+    const [allShardsAt, completedAt, failed] = await Promise.all([
+      this.redis.hget(key, 'allShardsAt'),
+      this.redis.hget(key, 'completedAt'),
+      this.redis.hlen(`${key}:failed`),
+    ]);
+    return allShardsAt !== null && completedAt === null && failed === 0;
   }
 
   /** A shard whose job failed for good (retries exhausted or a permanent error). */

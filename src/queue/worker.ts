@@ -141,8 +141,9 @@ export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOpti
       await ctx.runs.recordFingerprint(run.output, data.shard.id, data.fingerprint);
       // Counted once per shard even if this job is delivered twice.
       const marked = await ctx.runs.markShardDone(data.runId, data.shard.id, summary);
-      if (marked === 'completed') {
+      if (marked === 'completed' || (marked === 'duplicate' && (await ctx.runs.summaryPending(data.runId)))) {
         const uri = await writeRunSummary(storage, run);
+        await ctx.runs.markCompleted(data.runId);
         log(`capfilt: run ${run.runId} complete: ${uri}`);
       }
       return { records: stats.records, status: stats.status, kept: stats.kept, wallMs: stats.wallMs };

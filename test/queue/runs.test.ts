@@ -1,0 +1,66 @@
+import { Redis } from 'ioredis';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { RunStore, type ShardSummary } from '../../src/queue/runs.js';
+import { uniqueName } from '../helpers/names.js';
+import { type RedisServer, startRedis } from '../helpers/redis.js';
+
+const SHARD: ShardSummary = {
+  samples: 4,
+  ok: 3,
+  rejected: 1,
+  webKept: 2,
+  syntheticKept: 1,
+  syntheticTotal: 3,
+};
+
+describe('RunStore: a run is complete once its summary is written', () => {
+  let redis: RedisServer;
+  let client: Redis;
+  beforeAll(async () => {
+    redis = await startRedis();
+    client = new Redis(redis.url, { maxRetriesPerRequest: null });
+  });
+  afterAll(async () => {
+    client?.disconnect();
+    await redis?.stop();
+  });
+
+  const create = async (store: RunStore, runId: string, shards: number) =>
+    store.create({
+      runId,
+      input: 'in',
+      output: 'out',
+      mode: 'split',
+      options: {},
+      createdAt: Date.now(),
+      shardsTotal: shards,
+      shardsSkipped: 0,
+    });
+
+  it('counts each shard once and asks for the summary exactly when the last shard lands', async () => {
+    const store = new RunStore(client, uniqueName('runs'));
+    await create(store, 'r1', 2);
+    expect(await store.markShardDone('r1', 'a', SHARD)).toBe('counted');
+    expect(await store.markShardDone('r1', 'a', SHARD)).toBe('duplicate');
+    expect(await store.summaryPending('r1')).toBe(false);
+    expect(await store.markShardDone('r1', 'b', SHARD)).toBe('completed');
+    // Counted, summary not yet written: not complete, and a redelivered job may finish it.
+    expect((await store.progress('r1'))?.completedAt).toBeNull();
+    expect(await store.summaryPending('r1')).toBe(true);
+    expect(await store.markShardDone('r1', 'b', SHARD)).toBe('duplicate');
+    await store.markCompleted('r1');
+    expect(await store.summaryPending('r1')).toBe(false);
+    const p = await store.progress('r1');
+    expect(p?.completedAt).not.toBeNull();
+    expect(p).toMatchObject({ shardsDone: 2, samples: 8 });
+  });
+
+  it('a run with a failed shard is complete without a summary', async () => {
+    const store = new RunStore(client, uniqueName('runs'));
+    await create(store, 'r2', 2);
+    await store.markShardFailed('r2', 'a', 'input gone');
+    expect(await store.markShardDone('r2', 'b', SHARD)).toBe('counted');
+    expect(await store.summaryPending('r2')).toBe(false);
+    expect((await store.progress('r2'))?.completedAt).not.toBeNull();
+  });
+});
