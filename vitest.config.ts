@@ -8,7 +8,7 @@ export default defineConfig({
     // Two cores: files run in two forks; heavy model tests share the machine with servers.
     pool: 'forks',
     maxWorkers: 2,
-    reporters: ['default'],
+    reporters: ['default', './test/helpers/summary-reporter.ts'],
     // The AWS SDK's Node 22 notice (see src/cli/main.ts) would repeat in every test file's output.
     env: { AWS_SDK_JS_NODE_VERSION_SUPPORT_WARNING_DISABLED: 'true' },
   },
