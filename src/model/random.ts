@@ -320,6 +320,31 @@ const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
  * model.safetensors, tokenizer and preprocessor files), for benchmarks at real sizes without a
  * download. Tensors are generated and written one at a time.
  */
+/**
+ * Everything of a Hugging Face BLIP checkpoint directory except the weights: config.json, the
+ * processor and tokenizer files, and the bundled vocabulary. Returns the names written.
+ */
+export async function writeCheckpointSideFiles(
+  dir: string,
+  config: Record<string, unknown>,
+): Promise<string[]> {
+  await mkdir(dir, { recursive: true });
+  const imageSize = (config.vision_config as { image_size: number }).image_size;
+  const files: string[] = [];
+  const put = async (name: string, content: string): Promise<void> => {
+    await writeFile(join(dir, name), content);
+    files.push(name);
+  };
+  await put('config.json', json(config));
+  await put('preprocessor_config.json', json(preprocessorConfig(imageSize)));
+  await put('tokenizer_config.json', json(tokenizerConfig()));
+  await put('special_tokens_map.json', json(SPECIAL_TOKENS_MAP));
+  await put('added_tokens.json', json({ '[DEC]': 30522, '[ENC]': 30523 }));
+  await copyFile(bundledVocabPath(), join(dir, 'vocab.txt'));
+  files.push('vocab.txt');
+  return files;
+}
+
 export async function writeRandomCheckpoint(opts: RandomCheckpointOptions): Promise<RandomCheckpointResult> {
   if (!(opts.preset in PRESETS))
     throw new ModelError(`unknown preset ${JSON.stringify(opts.preset)} (tiny, base, large)`);
@@ -332,18 +357,7 @@ export async function writeRandomCheckpoint(opts: RandomCheckpointOptions): Prom
   const specs = blipTensorSpecs(config);
   await mkdir(opts.out, { recursive: true });
 
-  const files: string[] = [];
-  const put = async (name: string, content: string): Promise<void> => {
-    await writeFile(join(opts.out, name), content);
-    files.push(name);
-  };
-  await put('config.json', json(config));
-  await put('preprocessor_config.json', json(preprocessorConfig(PRESETS[opts.preset].vision.imageSize)));
-  await put('tokenizer_config.json', json(tokenizerConfig()));
-  await put('special_tokens_map.json', json(SPECIAL_TOKENS_MAP));
-  await put('added_tokens.json', json({ '[DEC]': 30522, '[ENC]': 30523 }));
-  await copyFile(bundledVocabPath(), join(opts.out, 'vocab.txt'));
-  files.push('vocab.txt');
+  const files = await writeCheckpointSideFiles(opts.out, config);
 
   // The LM decoder is tied to the word embeddings (HF and original BLIP store equal tensors).
   let wordEmbeddings: Float32Array | undefined;

@@ -2,14 +2,13 @@
  * Small random BLIP checkpoints of arbitrary shape, perturbed so outputs are discriminative (the
  * fixture README's recipe), held in memory so a test can tune a bias before writing them out.
  */
-import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import {
   type BlipDims,
   blipConfigJson,
   blipTensorSpecs,
-  bundledVocabPath,
   initTensor,
+  writeCheckpointSideFiles,
 } from '../../src/model/random.js';
 import { writeSafetensors } from '../../src/model/safetensors.js';
 import type { WeightMap } from '../../src/model/tensor.js';
@@ -78,47 +77,12 @@ export function perturbedWeights(
   return weights;
 }
 
-const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
-
 /** Write a checkpoint directory as the hub lays it out (config, safetensors, tokenizer, processor). */
 export async function writeBlipCheckpoint(
   dir: string,
   configJson: Record<string, unknown>,
   weights: WeightMap,
 ): Promise<void> {
-  await mkdir(dir, { recursive: true });
-  const size = (configJson.vision_config as { image_size: number }).image_size;
-  await writeFile(join(dir, 'config.json'), json(configJson));
+  await writeCheckpointSideFiles(dir, configJson);
   await writeSafetensors(join(dir, 'model.safetensors'), weights, { format: 'pt' });
-  await copyFile(bundledVocabPath(), join(dir, 'vocab.txt'));
-  await writeFile(
-    join(dir, 'tokenizer_config.json'),
-    json({
-      additional_special_tokens: ['[ENC]'],
-      bos_token: '[DEC]',
-      cls_token: '[CLS]',
-      do_lower_case: true,
-      mask_token: '[MASK]',
-      model_max_length: 512,
-      pad_token: '[PAD]',
-      sep_token: '[SEP]',
-      tokenizer_class: 'BertTokenizer',
-      unk_token: '[UNK]',
-    }),
-  );
-  await writeFile(
-    join(dir, 'preprocessor_config.json'),
-    json({
-      do_convert_rgb: true,
-      do_normalize: true,
-      do_rescale: true,
-      do_resize: true,
-      image_mean: [0.48145466, 0.4578275, 0.40821073],
-      image_processor_type: 'BlipImageProcessor',
-      image_std: [0.26862954, 0.26130258, 0.27577711],
-      resample: 3,
-      rescale_factor: 1 / 255,
-      size: { height: size, width: size },
-    }),
-  );
 }
