@@ -42,9 +42,12 @@ export class Captioner extends BlipEngine {
   /** numCaptions captions per sample; a caption depends only on (seed, key, caption index). */
   async caption(samples: readonly CaptionSample[], options: DecodingOptions): Promise<Caption[][]> {
     validate(options);
+    // The batch size counts decoder rows: with beams or several captions per image each image
+    // takes that many rows (and copies of its cross-attention keys/values, 42 MB each at base size).
+    const perImage = options.strategy === 'beam' ? options.numBeams : options.numCaptions;
     return mapBatches(
       samples,
-      this.batchSize,
+      Math.max(1, Math.floor(this.batchSize / perImage)),
       (batch) => this.exclusive(() => this.captionBatch(batch, options)),
       (size) => this.warn(`out of memory while captioning; batch size lowered to ${size}`),
     );

@@ -10,7 +10,10 @@ import { float32, openSessions, type ResolvedDevice, type RuntimeOptions, releas
 import { BertTokenizer } from './tokenizer.js';
 
 export interface EngineOptions extends RuntimeOptions {
-  /** Images per decoder / ITM call (default 16): small batches leave the weights' bandwidth idle. */
+  /**
+   * Decoder rows (images × captions or beams) and ITM images per call (default 16): the decoder
+   * is bound by reading its weights, so it wants many rows at once.
+   */
   batchSize?: number;
   /**
    * Images per vision-encoder call (default 2). On CPUs larger ViT batches run slower per image

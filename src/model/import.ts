@@ -68,7 +68,12 @@ export async function importModel(
       graphs[role] = file;
     }
     await copyFile(join(hfDir, 'vocab.txt'), join(tmp, 'vocab.txt'));
-    await copyFile(join(hfDir, 'tokenizer_config.json'), join(tmp, 'tokenizer_config.json')).catch(() => {});
+    await copyFile(join(hfDir, 'tokenizer_config.json'), join(tmp, 'tokenizer_config.json')).catch(
+      (err: NodeJS.ErrnoException) => {
+        // Optional: without it the tokenizer uses BertTokenizer's defaults (lower case), as HF does.
+        if (err.code !== 'ENOENT') throw err;
+      },
+    );
     const manifest: ModelManifest = {
       format: 'capfilt-blip-onnx',
       formatVersion: 1,
