@@ -77,8 +77,10 @@ export class CrossCache {
   /** Keep `rows` (strictly increasing old indices) as rows 0..n-1, moving data in place. */
   compact(rows: readonly number[]): void {
     const size = this.rowSize;
+    // Moving row r to i <= r front to back never overwrites a row still to be read.
+    if (rows.some((r, i) => i > 0 && r <= rows[i - 1]))
+      throw new Error('CrossCache.compact needs increasing rows');
     rows.forEach((r, i) => {
-      if (i > 0 && r <= rows[i - 1]) throw new Error('CrossCache.compact needs increasing rows');
       if (r === i) return;
       for (const buf of [...this.keys, ...this.values]) buf.copyWithin(i * size, r * size, (r + 1) * size);
     });
