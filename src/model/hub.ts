@@ -77,6 +77,7 @@ interface RemoteInfo {
 
 class Hub {
   readonly base: string;
+  private readonly origin: string;
   private readonly auth: Record<string, string>;
   constructor(
     endpoint: string,
@@ -84,6 +85,11 @@ class Hub {
     readonly repo: string,
   ) {
     this.base = endpoint.replace(/\/+$/, '');
+    try {
+      this.origin = new URL(this.base).origin;
+    } catch (err) {
+      throw new ModelError(`bad hub endpoint ${JSON.stringify(endpoint)}`, { cause: err });
+    }
     this.auth = token ? { authorization: `Bearer ${token}` } : {};
   }
 
@@ -93,8 +99,10 @@ class Hub {
   }
 
   async fetch(url: string, init: RequestInit & { headers?: Record<string, string> } = {}): Promise<Response> {
+    // head() follows redirects by hand, and LFS redirects point at another host: the token stays with the hub.
+    const auth = new URL(url).origin === this.origin ? this.auth : {};
     try {
-      return await fetch(url, { ...init, headers: { ...this.auth, ...init.headers } });
+      return await fetch(url, { ...init, headers: { ...auth, ...init.headers } });
     } catch (err) {
       throw new ModelError(`cannot reach ${url}: ${(err as Error).message}`, { cause: err });
     }

@@ -1,6 +1,8 @@
 import { createHash } from 'node:crypto';
 import { existsSync } from 'node:fs';
 import { mkdir, mkdtemp, readdir, readFile, rm, writeFile } from 'node:fs/promises';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
@@ -191,5 +193,47 @@ describe('pullModel', () => {
     await expect(pullModel({ repo: '../etc', out: join(dir, 'none'), endpoint: hub.url })).rejects.toThrow(
       /bad repo id/,
     );
+  });
+
+  it('never sends the token to a host the hub redirects to', async () => {
+    const listen = async (server: Server): Promise<string> => {
+      await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+      return `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    };
+    const body = await readFile(join(FIX, 'captioner', 'config.json'));
+    const elsewhere: (string | undefined)[] = [];
+    const other = createServer((req, res) => {
+      elsewhere.push(req.headers.authorization);
+      res.setHeader('content-length', body.length);
+      res.end(req.method === 'HEAD' ? undefined : body);
+    });
+    const otherUrl = await listen(other);
+    const atHub: (string | undefined)[] = [];
+    // A plain redirect (no X-Linked-* headers), which head() follows itself.
+    const redirecting = createServer((req, res) => {
+      atHub.push(req.headers.authorization);
+      if (!req.url?.includes('/resolve/')) {
+        res.statusCode = 404;
+        res.end();
+        return;
+      }
+      res.statusCode = 302;
+      res.setHeader('location', `${otherUrl}/config.json`);
+      res.end();
+    });
+    const hubUrl = await listen(redirecting);
+    try {
+      const out = join(dir, 'redirected');
+      await pullModel({ repo: 'o/n', out, endpoint: hubUrl, token: 'hf_secret', files: ['config.json'] });
+      expect(await readFile(join(out, 'config.json'))).toEqual(body);
+      expect(atHub.length).toBeGreaterThan(0);
+      expect(atHub.every((a) => a === 'Bearer hf_secret')).toBe(true);
+      expect(elsewhere.length).toBeGreaterThanOrEqual(2);
+      expect(elsewhere).toEqual(elsewhere.map(() => undefined));
+    } finally {
+      other.closeAllConnections();
+      redirecting.closeAllConnections();
+      await Promise.all([new Promise((r) => other.close(r)), new Promise((r) => redirecting.close(r))]);
+    }
   });
 });
