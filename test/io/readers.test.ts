@@ -139,6 +139,27 @@ describe('readers on local files', () => {
     }
   });
 
+  it('Parquet row groups larger than a decode chunk are fetched once, all rows in order', async () => {
+    const n = 5000;
+    const cols = {
+      url: Array.from({ length: n }, (_, i) => `https://example.org/${i}.jpg`),
+      caption: Array.from({ length: n }, (_, i) => `caption ${i}`),
+    };
+    const file = join(dir, 'big.parquet');
+    const bytes = makeParquet(cols, 'UNCOMPRESSED', n);
+    await writeFile(file, bytes);
+    let fetched = 0;
+    class Counting extends Storage {
+      override async readRange(uri: string, start: number, end: number): Promise<Buffer> {
+        fetched += end - start;
+        return super.readRange(uri, start, end);
+      }
+    }
+    const pairs = await readAll(new Counting(), file);
+    expect(pairs.map((p) => p.text)).toEqual(cols.caption);
+    expect(fetched).toBeLessThan(2 * bytes.length);
+  });
+
   it('WebDataset tars (img2dataset layout), a missing caption, a lone image, a truncated tar', async () => {
     const png = await makeImage('png');
     const jpg = await makeImage('jpeg');

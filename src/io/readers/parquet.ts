@@ -28,6 +28,26 @@ function plain(value: unknown): unknown {
   return typeof value === 'bigint' ? Number(value) : value;
 }
 
+/**
+ * Slices fetched once: every CHUNK_ROWS read of a row group asks for the same column-chunk byte
+ * ranges, which would otherwise travel again (from S3, the whole row group) for each chunk.
+ */
+function memoized(file: AsyncBuffer): AsyncBuffer {
+  const cache = new Map<string, Promise<ArrayBuffer>>();
+  return {
+    byteLength: file.byteLength,
+    slice(start: number, end?: number): Promise<ArrayBuffer> {
+      const key = `${start}:${end ?? ''}`;
+      let hit = cache.get(key);
+      if (!hit) {
+        hit = Promise.resolve(file.slice(start, end));
+        cache.set(key, hit);
+      }
+      return hit;
+    },
+  };
+}
+
 export async function* readParquet(
   storage: Storage,
   shard: ShardRef,
@@ -36,29 +56,38 @@ export async function* readParquet(
 ): AsyncGenerator<PairRef> {
   const file = await parquetBuffer(storage, shard.uri);
   const metadata = await parquetMetadataAsync(file);
-  const total = Number(metadata.num_rows);
   const start = shard.rowStart ?? 0;
-  const end = Math.min(shard.rowEnd ?? total, total);
-  for (let chunk = start; chunk < end; chunk += CHUNK_ROWS) {
-    const rows = (await parquetReadObjects({
-      file,
-      metadata,
-      rowStart: chunk,
-      rowEnd: Math.min(end, chunk + CHUNK_ROWS),
-      compressors,
-    })) as Record<string, unknown>[];
-    for (let i = 0; i < rows.length; i++) {
-      const row = chunk + i;
-      const pos: RowPosition = {
-        shardId: shard.id,
-        index: row - start,
-        row,
-        fileKey,
-        manifestUri: shard.uri,
-      };
-      const obj: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(rows[i])) obj[k] = plain(v);
-      yield rowToPair(obj, pos, input);
+  const end = Math.min(shard.rowEnd ?? Number.POSITIVE_INFINITY, Number(metadata.num_rows));
+  let groupStart = 0;
+  for (const group of metadata.row_groups) {
+    const groupEnd = groupStart + Number(group.num_rows);
+    const from = Math.max(start, groupStart);
+    const to = Math.min(end, groupEnd);
+    groupStart = groupEnd;
+    if (from >= to) continue;
+    // One cache per row group: its bytes are dropped once the group is read.
+    const groupFile = memoized(file);
+    for (let chunk = from; chunk < to; chunk += CHUNK_ROWS) {
+      const rows = (await parquetReadObjects({
+        file: groupFile,
+        metadata,
+        rowStart: chunk,
+        rowEnd: Math.min(to, chunk + CHUNK_ROWS),
+        compressors,
+      })) as Record<string, unknown>[];
+      for (let i = 0; i < rows.length; i++) {
+        const row = chunk + i;
+        const pos: RowPosition = {
+          shardId: shard.id,
+          index: row - start,
+          row,
+          fileKey,
+          manifestUri: shard.uri,
+        };
+        const obj: Record<string, unknown> = {};
+        for (const [k, v] of Object.entries(rows[i])) obj[k] = plain(v);
+        yield rowToPair(obj, pos, input);
+      }
     }
   }
 }
