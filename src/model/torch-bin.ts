@@ -493,6 +493,12 @@ function materialise(
   }
   const n = numel(t.size);
   if (n === 0) return new Float32Array(0);
+  // Zero or overlapping strides would let a few pickle bytes ask for an arbitrarily large copy.
+  if (n > t.storage.numel) {
+    throw new ModelError(
+      `${source}: ${key}: a ${JSON.stringify(t.size)} view has more elements than its ${t.storage.numel}-element storage`,
+    );
+  }
   let last = t.offset;
   for (let i = 0; i < t.size.length; i++) last += (t.size[i] - 1) * t.stride[i];
   if (last >= t.storage.numel) {
@@ -559,11 +565,22 @@ export function parseTorchBin(
   const pkl = buf.subarray(pklEntry.dataOffset, pklEntry.dataOffset + pklEntry.size);
   const tensors = unpickleStateDict(pkl, source);
   const weights: WeightMap = new Map();
+  // Many keys can name one storage (tied weights do); each copy counts, so that a small pickle naming a
+  // large storage thousands of times cannot multiply the file's size in memory. Legitimate files stay
+  // far below this (half storages widen 2x, tied copies are few).
+  const copyBudget = 2 * buf.byteLength;
+  let copied = 0;
   for (const [key, t] of tensors) {
     if (options.skip?.(key)) continue;
     const member = entries.get(`${prefix}data/${t.storage.key}`);
     if (!member) throw new ModelError(`${source}: ${key}: storage ${prefix}data/${t.storage.key} is missing`);
-    weights.set(key, { shape: [...t.size], data: materialise(key, t, buf, member, source) });
+    // materialise() caps one copy at its storage's size, so checking after it bounds the overshoot.
+    const data = materialise(key, t, buf, member, source);
+    if (data.buffer !== buf.buffer) copied += data.length;
+    if (copied > copyBudget) {
+      throw new ModelError(`${source}: ${key}: the tensors would take more than ${copyBudget} elements`);
+    }
+    weights.set(key, { shape: [...t.size], data });
   }
   return weights;
 }

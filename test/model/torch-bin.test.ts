@@ -253,6 +253,41 @@ describe('parseTorchBin on hand-built archives', () => {
     ).toThrow(/holds 16 bytes, needs 32/);
   });
 
+  it('refuses views larger than their storage, and storages named over and over', () => {
+    const data = f32([1, 2, 3, 4]);
+    const base = { storage: '0', storageType: 'FloatStorage', storageNumel: 4, offset: 0 };
+    // Stride 0 stays inside the storage whatever the size: 16 bytes asking for a million floats.
+    const broadcast = stateDictPickle([{ key: 'w', ...base, size: [1_000_000], stride: [0] }]);
+    expect(() =>
+      parseTorchBin(
+        zip([
+          ['a/data.pkl', broadcast],
+          ['a/data/0', data],
+        ]),
+      ),
+    ).toThrow(/w: a \[1000000\] view has more elements than its 4-element storage/);
+
+    // Every key a strided copy of the whole half storage: a few hundred kB of pickle, ~40x that in floats.
+    const numelHalf = 4096;
+    const many = Array.from({ length: 2000 }, (_, i) => ({
+      key: `k${i}`,
+      storage: '0',
+      storageType: 'HalfStorage',
+      storageNumel: numelHalf,
+      offset: 0,
+      size: [numelHalf / 2],
+      stride: [2],
+    }));
+    expect(() =>
+      parseTorchBin(
+        zip([
+          ['a/data.pkl', stateDictPickle(many)],
+          ['a/data/0', Buffer.alloc(numelHalf * 2)],
+        ]),
+      ),
+    ).toThrow(/the tensors would take more than \d+ elements/);
+  });
+
   it('drops skipped int64 buffers and refuses them otherwise', () => {
     const pkl = stateDictPickle([
       {
