@@ -1,10 +1,8 @@
 /** Reading a capfilt output dataset back: `refilter` (re-decide from stored scores) and `export`. */
-import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
 import { UsageError } from '../errors.js';
 import type { FilterOptions } from '../filter/options.js';
 import { joinUri, type Storage } from '../io/location.js';
+import { lines } from '../io/readers/jsonl.js';
 import { parsePartName, ShardWriter, SUMMARY_NAME } from '../io/shard-writer.js';
 import { emptyTimings, summarize } from '../io/stats.js';
 import { recordOptions, runOptions } from './options.js';
@@ -40,15 +38,7 @@ export async function completedShards(storage: Storage, output: string): Promise
 
 /** Records of a part file, in order. */
 export async function* readRecords(storage: Storage, uri: string): AsyncGenerator<OutputRecord> {
-  const raw: Readable = await storage.readStream(uri);
-  const stream = uri.endsWith('.gz') ? raw.pipe(createGunzip()) : raw;
-  const rl = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
-  try {
-    for await (const line of rl) if (line.trim() !== '') yield JSON.parse(line) as OutputRecord;
-  } finally {
-    rl.close();
-    raw.destroy();
-  }
+  for await (const line of lines(storage, uri)) yield JSON.parse(line) as OutputRecord;
 }
 
 /** RunOptions as far as a stored record's provenance tells them. */

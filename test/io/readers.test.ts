@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import type { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
@@ -158,6 +159,40 @@ describe('readers on local files', () => {
     const pairs = await readAll(new Counting(), file);
     expect(pairs.map((p) => p.text)).toEqual(cols.caption);
     expect(fetched).toBeLessThan(2 * bytes.length);
+  });
+
+  it('a gzipped input read only in part (an early shard, a stopped reader) releases its source', async () => {
+    const rows = Array.from({ length: 6 }, (_, i) => ({ image: `img/${i}.png`, caption: `c${i}` }));
+    await mkdir(join(dir, 'early'));
+    await writeFile(join(dir, 'early', 'm.jsonl.gz'), gzipSync(jsonl(rows)));
+    const tar = await makeTar([
+      { name: 'a.png', data: await makeImage() },
+      { name: 'a.txt', data: 'A' },
+      { name: 'b.png', data: await makeImage() },
+      { name: 'b.txt', data: 'B' },
+    ]);
+    await writeFile(join(dir, 'early', 's.tar.gz'), gzipSync(tar));
+    const opened: Readable[] = [];
+    class Recording extends Storage {
+      override async readStream(uri: string): Promise<Readable> {
+        const s = await super.readStream(uri);
+        opened.push(s);
+        return s;
+      }
+    }
+    const recording = new Recording();
+    const [first] = await planShards(recording, join(dir, 'early', 'm.jsonl.gz'), { shardSize: 3 });
+    opened.length = 0;
+    const keys: string[] = [];
+    for await (const p of readShard(recording, first.shard, input)) keys.push(p.key);
+    expect(keys).toEqual(['m-000000000', 'm-000000001', 'm-000000002']);
+    const [tarShard] = await planShards(recording, join(dir, 'early', 's.tar.gz'), { shardSize: 3 });
+    for await (const p of readShard(recording, tarShard.shard, input)) {
+      expect(p.key).toBe('a');
+      break;
+    }
+    await new Promise((r) => setImmediate(r));
+    expect(opened.map((s) => s.destroyed)).toEqual([true, true]);
   });
 
   it('WebDataset tars (img2dataset layout), a missing caption, a lone image, a truncated tar', async () => {

@@ -1,21 +1,27 @@
 import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
+import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
 import type { Storage } from '../location.js';
 import { badRow, type RowPosition, rowToPair } from './row.js';
 
+/**
+ * `raw` gunzipped. Destroying the result (a reader that stops early) also destroys `raw`, so its
+ * file descriptor or S3 socket is released, and an error on `raw` reaches the result.
+ */
+export function gunzip(raw: Readable): Readable {
+  // The error is already on the returned stream (pipeline destroys every stream with it).
+  return pipeline(raw, createGunzip(), () => undefined);
+}
+
 /** A text stream of the file, gunzipped when its name ends in .gz. */
 export async function openText(storage: Storage, uri: string): Promise<Readable> {
   const raw = await storage.readStream(uri);
-  if (!/\.gz$/i.test(uri)) return raw;
-  const gunzip = createGunzip();
-  raw.on('error', (err) => gunzip.destroy(err));
-  return raw.pipe(gunzip);
+  return /\.gz$/i.test(uri) ? gunzip(raw) : raw;
 }
 
-/** Non-blank lines of a JSONL file; each is one row. */
-async function* lines(storage: Storage, uri: string): AsyncGenerator<string> {
+/** Non-blank lines of a JSONL file (a manifest or an output part); each is one row. */
+export async function* lines(storage: Storage, uri: string): AsyncGenerator<string> {
   const stream = await openText(storage, uri);
   const rl = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
   try {

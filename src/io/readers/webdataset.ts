@@ -1,8 +1,8 @@
-import { createGunzip } from 'node:zlib';
 import { extract, type Header } from 'tar-stream';
 import { errorMessage } from '../../errors.js';
 import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
 import type { Storage } from '../location.js';
+import { gunzip } from './jsonl.js';
 
 export const IMAGE_EXTENSIONS = new Set([
   'jpg',
@@ -87,8 +87,7 @@ export async function* readWebDataset(
   input: InputOptions,
 ): AsyncGenerator<PairRef> {
   const raw = await storage.readStream(shard.uri);
-  const source = /\.(tgz|tar\.gz)$/i.test(shard.uri) ? raw.pipe(createGunzip()) : raw;
-  if (source !== raw) raw.on('error', (err) => source.destroy(err));
+  const source = /\.(tgz|tar\.gz)$/i.test(shard.uri) ? gunzip(raw) : raw;
   const ex = extract();
   source.on('error', (err) => ex.destroy(err));
   source.pipe(ex);
