@@ -2,7 +2,7 @@ import { type Info, parse } from 'csv-parse';
 import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
 import type { Storage } from '../location.js';
 import { openText } from './jsonl.js';
-import { badRow, type RowPosition, rowToPair } from './row.js';
+import { badRow, rowPosition, rowToPair, shardRows } from './row.js';
 
 type CsvRow = { row: Record<string, unknown> } | { bad: string };
 
@@ -71,21 +71,8 @@ export async function* readCsv(
   fileKey: string,
   delimiter: string,
 ): AsyncGenerator<PairRef> {
-  const start = shard.rowStart ?? 0;
-  const end = shard.rowEnd ?? Number.POSITIVE_INFINITY;
-  let row = 0;
-  for await (const ev of csvRows(storage, shard.uri, delimiter)) {
-    if (row >= end) break;
-    if (row >= start) {
-      const pos: RowPosition = {
-        shardId: shard.id,
-        index: row - start,
-        row,
-        fileKey,
-        manifestUri: shard.uri,
-      };
-      yield 'bad' in ev ? badRow(pos, ev.bad) : rowToPair(ev.row, pos, input);
-    }
-    row++;
+  for await (const [ev, row] of shardRows(csvRows(storage, shard.uri, delimiter), shard)) {
+    const pos = rowPosition(shard, fileKey, row);
+    yield 'bad' in ev ? badRow(pos, ev.bad) : rowToPair(ev.row, pos, input);
   }
 }

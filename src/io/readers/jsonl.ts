@@ -1,9 +1,10 @@
 import { createInterface } from 'node:readline';
 import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
+import { errorMessage } from '../../errors.js';
 import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
 import type { Storage } from '../location.js';
-import { badRow, type RowPosition, rowToPair } from './row.js';
+import { badRow, type RowPosition, rowPosition, rowToPair, shardRows } from './row.js';
 
 /**
  * `raw` gunzipped. Destroying the result (a reader that stops early) also destroys `raw`, so its
@@ -40,41 +41,25 @@ export async function countJsonlRows(storage: Storage, uri: string): Promise<num
   return n;
 }
 
+function lineToPair(line: string, pos: RowPosition, input: InputOptions): PairRef {
+  let value: unknown;
+  try {
+    value = JSON.parse(line);
+  } catch (err) {
+    return badRow(pos, `invalid JSON (${errorMessage(err)})`);
+  }
+  return value && typeof value === 'object' && !Array.isArray(value)
+    ? rowToPair(value as Record<string, unknown>, pos, input)
+    : badRow(pos, 'not a JSON object');
+}
+
 export async function* readJsonl(
   storage: Storage,
   shard: ShardRef,
   input: InputOptions,
   fileKey: string,
 ): AsyncGenerator<PairRef> {
-  const start = shard.rowStart ?? 0;
-  const end = shard.rowEnd ?? Number.POSITIVE_INFINITY;
-  let row = 0;
-  for await (const line of lines(storage, shard.uri)) {
-    if (row >= end) break;
-    if (row >= start) {
-      const pos: RowPosition = {
-        shardId: shard.id,
-        index: row - start,
-        row,
-        fileKey,
-        manifestUri: shard.uri,
-      };
-      let value: unknown;
-      let parsed = true;
-      try {
-        value = JSON.parse(line);
-      } catch (err) {
-        parsed = false;
-        yield badRow(pos, `invalid JSON (${(err as Error).message})`);
-      }
-      if (parsed) {
-        if (value && typeof value === 'object' && !Array.isArray(value)) {
-          yield rowToPair(value as Record<string, unknown>, pos, input);
-        } else {
-          yield badRow(pos, 'not a JSON object');
-        }
-      }
-    }
-    row++;
+  for await (const [line, row] of shardRows(lines(storage, shard.uri), shard)) {
+    yield lineToPair(line, rowPosition(shard, fileKey, row), input);
   }
 }

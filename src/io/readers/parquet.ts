@@ -2,7 +2,7 @@ import { type AsyncBuffer, parquetMetadataAsync, parquetReadObjects } from 'hypa
 import { compressors } from 'hyparquet-compressors';
 import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
 import type { Storage } from '../location.js';
-import { type RowPosition, rowToPair } from './row.js';
+import { rowPosition, rowToPair } from './row.js';
 
 /** Rows decoded per hyparquet call: bounds memory on million-row LAION-style files. */
 const CHUNK_ROWS = 2048;
@@ -76,17 +76,9 @@ export async function* readParquet(
         compressors,
       })) as Record<string, unknown>[];
       for (let i = 0; i < rows.length; i++) {
-        const row = chunk + i;
-        const pos: RowPosition = {
-          shardId: shard.id,
-          index: row - start,
-          row,
-          fileKey,
-          manifestUri: shard.uri,
-        };
         const obj: Record<string, unknown> = {};
         for (const [k, v] of Object.entries(rows[i])) obj[k] = plain(v);
-        yield rowToPair(obj, pos, input);
+        yield rowToPair(obj, rowPosition(shard, fileKey, chunk + i), input);
       }
     }
   }

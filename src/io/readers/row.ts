@@ -1,4 +1,4 @@
-import type { InputOptions, PairRef } from '../../pipeline/types.js';
+import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
 import { resolveRef } from '../location.js';
 
 const IMAGE_FALLBACKS = ['url', 'path', 'key'];
@@ -15,6 +15,26 @@ export interface RowPosition {
   fileKey: string;
   /** The manifest's URI: relative image paths resolve against its folder. */
   manifestUri: string;
+}
+
+/** File row `row` of a manifest shard. */
+export function rowPosition(shard: ShardRef, fileKey: string, row: number): RowPosition {
+  return { shardId: shard.id, index: row - (shard.rowStart ?? 0), row, fileKey, manifestUri: shard.uri };
+}
+
+/**
+ * The rows of a file that fall in the shard's row range, with their file row numbers. Formats
+ * without random access are read from the top, and the rest of the file is left unread.
+ */
+export async function* shardRows<T>(rows: AsyncIterable<T>, shard: ShardRef): AsyncGenerator<[T, number]> {
+  const start = shard.rowStart ?? 0;
+  const end = shard.rowEnd ?? Number.POSITIVE_INFINITY;
+  let row = 0;
+  for await (const item of rows) {
+    if (row >= end) return;
+    if (row >= start) yield [item, row];
+    row++;
+  }
 }
 
 export function defaultKey(pos: RowPosition): string {
