@@ -91,6 +91,26 @@ export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOpti
   const lock = { ...lockPolicy(), ...options.lock };
   const name = `${hostname()}:${process.pid}`;
 
+  /** Writes the shard's output, then counts it in its run; spill files go only after that. */
+  const writeShard = async (job: Job, data: ShardJobData, run: RunRecord<RunOptions>) => {
+    const carried = childValue<Carried<ModelStageResult>>(
+      await job.getChildrenValues(),
+      run.mode === 'fused' ? 'fused' : 'filter',
+    );
+    const { stats, summary } = await writeStage(storage, run, data.shard, await unwrap(storage, carried));
+    await ctx.runs.recordFingerprint(run.output, data.shard.id, data.fingerprint);
+    // Counted once per shard even if this job is delivered twice.
+    const marked = await ctx.runs.markShardDone(data.runId, data.shard.id, summary);
+    const spills: Carried<unknown>[] = [carried];
+    const captionSpill = (carried as { captionSpill?: string }).captionSpill;
+    if (captionSpill) spills.push({ spilled: captionSpill, bytes: 0 });
+    await discard(storage, spills);
+    return {
+      marked,
+      written: { records: stats.records, status: stats.status, kept: stats.kept, wallMs: stats.wallMs },
+    };
+  };
+
   const processors: Record<Stage, (job: Job) => Promise<unknown>> = {
     produce: async (job) => {
       const data = job.data as ProduceJobData;
@@ -127,26 +147,17 @@ export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOpti
     write: async (job) => {
       const data = job.data as ShardJobData;
       const run = await runs.get(data.runId);
-      const values = await job.getChildrenValues();
-      const carried = childValue<Carried<ModelStageResult>>(
-        values,
-        run.mode === 'fused' ? 'fused' : 'filter',
-      );
-      const model = await unwrap(storage, carried);
-      const { stats, summary } = await writeStage(storage, run, data.shard, model);
-      const spills: Carried<unknown>[] = [carried];
-      const captionSpill = (carried as { captionSpill?: string }).captionSpill;
-      if (captionSpill) spills.push({ spilled: captionSpill, bytes: 0 });
-      await discard(storage, spills);
-      await ctx.runs.recordFingerprint(run.output, data.shard.id, data.fingerprint);
-      // Counted once per shard even if this job is delivered twice.
-      const marked = await ctx.runs.markShardDone(data.runId, data.shard.id, summary);
+      // A shard already counted was written by an earlier delivery of this job, whose worker died
+      // before the job completed; its spill files may be gone, so only the summary can be missing.
+      const { marked, written } = (await ctx.runs.isShardDone(data.runId, data.shard.id))
+        ? { marked: 'duplicate' as const, written: { alreadyWritten: true } }
+        : await writeShard(job, data, run);
       if (marked === 'completed' || (marked === 'duplicate' && (await ctx.runs.summaryPending(data.runId)))) {
         const uri = await writeRunSummary(storage, run);
         await ctx.runs.markCompleted(data.runId);
         log(`capfilt: run ${run.runId} complete: ${uri}`);
       }
-      return { records: stats.records, status: stats.status, kept: stats.kept, wallMs: stats.wallMs };
+      return written;
     },
   };
 

@@ -175,6 +175,24 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
     expect(filterResult.spilled).toMatch(/_capfilt-work\/r1\/filter-00000\.json$/);
     expect(filterResult.captionSpill).toMatch(/caption-00000\.json$/);
     expect(keys.filter((k) => k.endsWith('.stats.json'))).toHaveLength(TARS);
+    // The write job delivered again after its shard was counted and its spill files removed (as
+    // when its worker dies before the job completes) completes, and the shard stays counted once.
+    await writeJob?.retry('completed');
+    const state = await waitFor(
+      'the redelivered write job to finish',
+      async () => {
+        const s = await writeJob?.getState();
+        return s === 'completed' || s === 'failed' || s === 'delayed' ? s : null;
+      },
+      30_000,
+      50,
+    );
+    expect(state).toBe('completed');
+    expect(await new RunStore(client, prefix).progress('r1')).toMatchObject({
+      shardsDone: TARS,
+      shardsFailed: 0,
+      samples: TARS * PAIRS,
+    });
     // Producing the same run again enqueues nothing.
     const again = await produce(prefix, 'r1', `s3://${bucket}/out-split`, 'split');
     expect(JSON.parse(again.split('\n')[0])).toMatchObject({ enqueued: 0, skipped: TARS });
