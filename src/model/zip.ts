@@ -67,26 +67,29 @@ export function readZipDirectory(buf: Uint8Array, source: string): Map<string, Z
     const extraLen = dv.getUint16(p + 30, true);
     const commentLen = dv.getUint16(p + 32, true);
     let localOffset = dv.getUint32(p + 42, true);
-    const name = decoder.decode(buf.subarray(p + 46, p + 46 + nameLen));
-    // zip64 extra field: the 0xffffffff fields appear in it in this order.
     let e = p + 46 + nameLen;
     const extraEnd = e + extraLen;
+    if (extraEnd + commentLen > len) {
+      throw new ModelError(`${source}: zip central directory entry ${n} runs past the end of the file`);
+    }
+    const name = decoder.decode(buf.subarray(p + 46, e));
+    // zip64 extra field: the 0xffffffff fields appear in it in this order.
     while (e + 4 <= extraEnd) {
       const id = dv.getUint16(e, true);
-      const sz = dv.getUint16(e + 2, true);
+      const fieldEnd = e + 4 + dv.getUint16(e + 2, true);
+      if (fieldEnd > extraEnd) throw new ModelError(`${source}: zip member ${name}: corrupt extra field`);
       if (id === 0x0001) {
         let q = e + 4;
-        if (size === U32_MAX) {
-          size = u64(dv, q);
+        const next = (): number => {
+          if (q + 8 > fieldEnd) throw new ModelError(`${source}: zip member ${name}: short zip64 field`);
           q += 8;
-        }
-        if (compSize === U32_MAX) {
-          compSize = u64(dv, q);
-          q += 8;
-        }
-        if (localOffset === U32_MAX) localOffset = u64(dv, q);
+          return u64(dv, q - 8);
+        };
+        if (size === U32_MAX) size = next();
+        if (compSize === U32_MAX) compSize = next();
+        if (localOffset === U32_MAX) localOffset = next();
       }
-      e += 4 + sz;
+      e = fieldEnd;
     }
     p = extraEnd + commentLen;
     if (name.endsWith('/')) continue;

@@ -288,6 +288,32 @@ describe('parseTorchBin on hand-built archives', () => {
     ).toThrow(/the tensors would take more than \d+ elements/);
   });
 
+  it('refuses corrupt zip directories with a ModelError, never reading outside the file', () => {
+    const good = zip([
+      ['a/data.pkl', stateDictPickle([])],
+      ['a/data/0', f32([1])],
+    ]);
+    const central = good.indexOf(Buffer.from([0x50, 0x4b, 0x01, 0x02]));
+    const corrupt = (edit: (b: Buffer) => void): Buffer => {
+      const b = Buffer.from(good);
+      edit(b);
+      return b;
+    };
+    // An extra-field length that runs past the end of the file.
+    expect(() => parseTorchBin(corrupt((b) => b.writeUInt16LE(0xffff, central + 30)))).toThrow(
+      /zip central directory entry 0 runs past the end of the file/,
+    );
+    // A zip64 size marker whose zip64 extra field is too short to hold the size: the name's bytes
+    // become an empty extra field (id 1, length 0) instead of a name.
+    const zip64 = corrupt((b) => {
+      b.writeUInt32LE(0xffffffff, central + 24);
+      b.writeUInt16LE(0, central + 28);
+      b.writeUInt16LE(4, central + 30);
+      b.writeUInt32LE(0x00000001, central + 46);
+    });
+    expect(() => parseTorchBin(zip64)).toThrow(/zip member : short zip64 field/);
+  });
+
   it('drops skipped int64 buffers and refuses them otherwise', () => {
     const pkl = stateDictPickle([
       {
