@@ -3,7 +3,7 @@ import { join } from 'node:path';
 import { Captioner, type EngineOptions } from '../captioner/captioner.js';
 import { errorMessage, ShardError } from '../errors.js';
 import { Filter } from '../filter/filter.js';
-import { joinUri, parseLocation, type Storage } from '../io/location.js';
+import { joinUri, NotFoundError, parseLocation, type Storage } from '../io/location.js';
 import { SUMMARY_NAME, shardOutputNames } from '../io/shard-writer.js';
 import { type PlannedShard, planShards } from '../io/shards.js';
 import { type RunSummary, summarize } from '../io/stats.js';
@@ -56,9 +56,17 @@ async function removeStaleTemps(output: string): Promise<void> {
   );
 }
 
+/** A shard's completion marker, or null when it is absent or unreadable (the shard is then redone). */
 async function readStats(storage: Storage, uri: string): Promise<ShardStats | null> {
+  let body: Buffer;
   try {
-    return JSON.parse((await storage.read(uri)).toString('utf8')) as ShardStats;
+    body = await storage.read(uri);
+  } catch (err) {
+    if (err instanceof NotFoundError) return null;
+    throw err;
+  }
+  try {
+    return JSON.parse(body.toString('utf8')) as ShardStats;
   } catch {
     return null;
   }
@@ -96,11 +104,7 @@ export async function runLocal(p: LocalRunParams): Promise<LocalRunResult> {
       : Progress.auto(totalPairs, planned.length);
   for (const s of planned) {
     const marker = shardOutputNames(p.output, s.shard.id, compression).stats;
-    const existing = p.overwrite
-      ? null
-      : (await p.storage.exists(marker))
-        ? await readStats(p.storage, marker)
-        : null;
+    const existing = p.overwrite ? null : await readStats(p.storage, marker);
     if (existing) {
       done.push(existing);
       progress.skipShard(s.pairs ?? existing.records);
