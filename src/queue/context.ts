@@ -2,7 +2,7 @@ import { FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import { CapfiltError, errorMessage } from '../errors.js';
 import { createRedis, redactRedisUrl, warnOnEviction } from './connection.js';
-import { DEFAULT_PREFIX, queueName, STAGES, type Stage } from './names.js';
+import { DEFAULT_PREFIX, queueName, type Stage } from './names.js';
 import { RunStore } from './runs.js';
 
 /** One deployment's queues, flow producer and run store over one Redis connection. */
@@ -79,5 +79,3 @@ export async function openQueueContext(options: ContextOptions): Promise<QueueCo
     },
   };
 }
-
-export { STAGES };

@@ -50,10 +50,6 @@ export function shardJobId(runId: string, shardId: string, stage: Stage): string
   return `${sanitizeId(runId)}.${stage}.${sanitizeId(shardId)}`;
 }
 
-export function produceJobId(runId: string): string {
-  return `${sanitizeId(runId)}.produce`;
-}
-
 function sha1(s: string): string {
   return createHash('sha1').update(s).digest('hex');
 }
