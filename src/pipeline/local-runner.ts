@@ -123,9 +123,14 @@ export async function runLocal(p: LocalRunParams): Promise<LocalRunResult> {
   const owned: { close(): Promise<void> }[] = [];
   if (!engines && needModels) {
     const captioner = await Captioner.load(p.captionerDir, { batchSize: p.options.batchSize, ...p.engine });
-    owned.push(captioner);
-    const filter = await Filter.load(p.filterDir, { batchSize: p.options.batchSize, ...p.engine });
-    owned.push(filter);
+    const filter = await Filter.load(p.filterDir, { batchSize: p.options.batchSize, ...p.engine }).catch(
+      async (err: unknown) => {
+        // The close in the finally below is not reached yet: release the captioner's sessions here.
+        await captioner.close().catch(() => undefined);
+        throw err;
+      },
+    );
+    owned.push(captioner, filter);
     engines = { captioner, filter };
   }
 
