@@ -173,7 +173,8 @@ function unpickleStateDict(pkl: Uint8Array, source: string): Map<string, TensorR
   };
   const append = (target: PyValue, items: PyValue[]): void => {
     if (!(target instanceof PyList)) throw new ModelError(`${source}: APPEND(S) on ${describe(target)}`);
-    target.items.push(...items);
+    // Not push(...items): a hostile APPENDS can carry more items than a call can take arguments.
+    for (const item of items) target.items.push(item);
   };
   const persistentLoad = (pid: PyValue): StorageRef => {
     if (!(pid instanceof PyTuple) || pid.items.length !== 5 || pid.items[0] !== 'storage') {

@@ -314,6 +314,19 @@ describe('parseTorchBin on hand-built archives', () => {
     expect(() => parseTorchBin(zip64)).toThrow(/zip member : short zip64 field/);
   });
 
+  it('refuses a pickle that is not a state dict, however long its lists', () => {
+    // EMPTY_LIST, MARK, 300k NONEs, APPENDS, STOP: more items than one call can spread.
+    const pkl = Buffer.concat([
+      P.proto(2),
+      Buffer.from([0x5d]),
+      P.mark,
+      Buffer.alloc(300_000, 0x4e),
+      Buffer.from('e'),
+      P.stop,
+    ]);
+    expect(() => parseTorchBin(zip([['a/data.pkl', pkl]]))).toThrow(/holds a PyList, not a state dict/);
+  });
+
   it('drops skipped int64 buffers and refuses them otherwise', () => {
     const pkl = stateDictPickle([
       {
