@@ -43,12 +43,17 @@ export function formatLocation(loc: Location): string {
   return loc.url;
 }
 
+/** An S3 key naming a folder, as the prefix of the keys under it: '' (the bucket) or ending in '/'. */
+function folderPrefix(key: string): string {
+  return key === '' || key.endsWith('/') ? key : `${key}/`;
+}
+
 /** Appends a relative path ('/'-separated) to a folder or prefix location. */
 export function joinUri(base: string, rel: string): string {
   const loc = parseLocation(base);
   if (loc.kind === 'local') return join(loc.path, ...rel.split('/'));
   if (loc.kind === 's3') {
-    const prefix = loc.key === '' || loc.key.endsWith('/') ? loc.key : `${loc.key}/`;
+    const prefix = folderPrefix(loc.key);
     return `s3://${loc.bucket}/${prefix}${rel}`;
   }
   return new URL(rel, loc.url.endsWith('/') ? loc.url : `${loc.url}/`).href;
@@ -117,6 +122,11 @@ const DEFAULT_HTTP: HttpFetchOptions = {
   allowPrivateNetwork: false,
 };
 
+/** Code-unit order, the same on every platform and locale (shard plans depend on it). */
+function byRelPath(a: ObjectInfo, b: ObjectInfo): number {
+  return a.relPath < b.relPath ? -1 : a.relPath > b.relPath ? 1 : 0;
+}
+
 function isNotFound(err: unknown): boolean {
   const e = err as { code?: string; name?: string; $metadata?: { httpStatusCode?: number } };
   return (
@@ -173,10 +183,10 @@ export class Storage {
         const st = await stat(full).catch(() => null);
         if (st?.isFile()) out.push({ uri: full, relPath: rel.split(sep).join('/'), size: st.size });
       }
-      return out.sort((a, b) => (a.relPath < b.relPath ? -1 : a.relPath > b.relPath ? 1 : 0));
+      return out.sort(byRelPath);
     }
     if (loc.kind === 's3') {
-      const prefix = loc.key === '' || loc.key.endsWith('/') ? loc.key : `${loc.key}/`;
+      const prefix = folderPrefix(loc.key);
       const out: ObjectInfo[] = [];
       let token: string | undefined;
       do {
@@ -193,7 +203,7 @@ export class Storage {
         }
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
       } while (token);
-      return out.sort((a, b) => (a.relPath < b.relPath ? -1 : a.relPath > b.relPath ? 1 : 0));
+      return out.sort(byRelPath);
     }
     throw new CapfiltError('usage', `cannot list ${uri}`);
   }
@@ -207,7 +217,7 @@ export class Storage {
     }
     if (loc.kind === 's3') {
       if (loc.key !== '' && !loc.key.endsWith('/') && (await this.exists(uri))) return 'file';
-      const prefix = loc.key === '' || loc.key.endsWith('/') ? loc.key : `${loc.key}/`;
+      const prefix = folderPrefix(loc.key);
       const page = await this.s3.send(
         new ListObjectsV2Command({ Bucket: loc.bucket, Prefix: prefix, MaxKeys: 1 }),
       );
@@ -429,7 +439,7 @@ export function relativeUri(root: string, uri: string): string {
   const b = parseLocation(uri);
   if (a.kind === 'local' && b.kind === 'local') return relative(a.path, b.path).split(sep).join('/');
   if (a.kind === 's3' && b.kind === 's3') {
-    const prefix = a.key === '' || a.key.endsWith('/') ? a.key : `${a.key}/`;
+    const prefix = folderPrefix(a.key);
     return b.key.startsWith(prefix) ? b.key.slice(prefix.length) : b.key;
   }
   return baseName(uri);
