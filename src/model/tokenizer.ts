@@ -257,7 +257,7 @@ export class BertTokenizer {
     const out: string[] = [];
     for (const chunk of this.splitOnAddedTokens(lowered)) {
       if (this.added.has(chunk)) out.push(chunk);
-      else if (chunk) out.push(...this.tokenizeChunk(chunk));
+      else if (chunk) for (const t of this.tokenizeChunk(chunk)) out.push(t);
     }
     return out;
   }
@@ -383,7 +383,8 @@ export class BertTokenizer {
           token = stripAccents(token);
         }
       }
-      split.push(...splitOnPunctuation(token, neverSplit));
+      // Not push(...): one scraped "word" of punctuation can split into more pieces than a call takes arguments.
+      for (const piece of splitOnPunctuation(token, neverSplit)) split.push(piece);
     }
     return pySplit(split.join(' '));
   }

@@ -119,6 +119,11 @@ describe('truncation and ITM encoding', () => {
     expect(tok.encode(text, { maxLength: 3, addSpecialTokens: false })).toHaveLength(3);
   });
 
+  it('tokenizes a text of hundreds of thousands of punctuation marks', () => {
+    const ids = tok.encode(','.repeat(300_000), { maxLength: 5, truncation: true });
+    expect(ids).toEqual([101, ...tok.encode(',,,', { addSpecialTokens: false }), 102]);
+  });
+
   it('reproduces every filter pair input_ids and attention_mask (padded and unpadded)', () => {
     let n = 0;
     for (const pairs of Object.values(ref.filter.pairs)) {
