@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelError } from '../errors.js';
-import { readSafetensors } from './safetensors.js';
+import { readWholeFile } from './binary.js';
+import { parseSafetensors } from './safetensors.js';
 import type { WeightMap } from './tensor.js';
-import { readTorchBin } from './torch-bin.js';
+import { parseTorchBin } from './torch-bin.js';
 
 export interface LoadedCheckpoint {
   weights: WeightMap;
@@ -21,13 +21,6 @@ export const WEIGHT_FILES = ['model.safetensors', 'pytorch_model.bin'] as const;
 /** Buffers, not parameters: old checkpoints persist `*.embeddings.position_ids` (int64 arange). */
 export function isDroppedKey(key: string): boolean {
   return key.endsWith('.position_ids');
-}
-
-export async function sha256File(path: string): Promise<string> {
-  const hash = createHash('sha256');
-  for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 }))
-    hash.update(chunk as Buffer);
-  return hash.digest('hex');
 }
 
 async function isFile(path: string): Promise<boolean> {
@@ -63,11 +56,11 @@ export async function loadCheckpoint(dir: string): Promise<LoadedCheckpoint> {
         : `${dir}: no model.safetensors or pytorch_model.bin`,
     );
   }
-  const [weights, sha256] = await Promise.all([
-    file.endsWith('.safetensors')
-      ? readSafetensors(file, { skip: isDroppedKey })
-      : readTorchBin(file, { skip: isDroppedKey }),
-    sha256File(file),
-  ]);
+  // One read serves both the parse and the hash (F32 weights are views into this buffer anyway).
+  const buf = await readWholeFile(file);
+  const sha256 = createHash('sha256').update(buf).digest('hex');
+  const weights = file.endsWith('.safetensors')
+    ? parseSafetensors(buf, file, { skip: isDroppedKey })
+    : parseTorchBin(buf, file, { skip: isDroppedKey });
   return { weights, file, sha256 };
 }
