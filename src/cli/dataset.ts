@@ -3,23 +3,10 @@ import { UsageError } from '../errors.js';
 import { Storage } from '../io/location.js';
 import { exportBlip, refilter } from '../pipeline/dataset.js';
 import { floatArg, intArg } from './engine-options.js';
-import { s3OptionsFromCli } from './run.js';
-
-interface S3Cli {
-  s3Endpoint?: string;
-  s3PathStyle?: boolean;
-  s3Region?: string;
-}
-
-function addS3(cmd: Command): Command {
-  return cmd
-    .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL)')
-    .option('--s3-path-style', 'path-style S3 addressing')
-    .option('--s3-region <region>', 'S3 region');
-}
+import { addS3Options, type S3Cli, s3OptionsFromCli } from './run.js';
 
 export function registerDataset(program: Command): void {
-  addS3(
+  addS3Options(
     program
       .command('refilter')
       .description('re-decide which texts to keep from the stored scores, without loading a model')
@@ -63,7 +50,7 @@ export function registerDataset(program: Command): void {
     },
   );
 
-  addS3(
+  addS3Options(
     program
       .command('export')
       .description('export kept texts as BLIP/LAVIS pre-training annotations ([{"image"|"url", "caption"}])')

@@ -23,7 +23,7 @@ import {
 /** Input, limits and output options shared by `run` and the queue producer. */
 export function addRunIoOptions(cmd: Command): Command {
   const d = DEFAULT_RUN_OPTIONS;
-  return cmd
+  cmd
     .option(
       '--image-column <name>',
       'manifest column with the image reference (falls back to url/path/key)',
@@ -58,13 +58,25 @@ export function addRunIoOptions(cmd: Command): Command {
       d.limits.fetchRetries,
     )
     .option('--concurrency <n>', 'images fetched and decoded at once', intArg, d.limits.concurrency)
-    .option('--allow-private-network', 'let image URLs reach loopback/private/link-local addresses')
+    .option('--allow-private-network', 'let image URLs reach loopback/private/link-local addresses');
+  return addS3Options(cmd);
+}
+
+/** Where S3 is: every command that reads or writes s3:// locations. */
+export function addS3Options(cmd: Command): Command {
+  return cmd
     .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL)')
     .option('--s3-path-style', 'path-style S3 addressing (MinIO and most S3-compatible stores)')
     .option('--s3-region <region>', 'S3 region (default: AWS_REGION or us-east-1)');
 }
 
-export interface RunIoCli {
+export interface S3Cli {
+  s3Endpoint?: string;
+  s3PathStyle?: boolean;
+  s3Region?: string;
+}
+
+export interface RunIoCli extends S3Cli {
   imageColumn: string;
   textColumn: string;
   shardSize: number;
@@ -76,9 +88,6 @@ export interface RunIoCli {
   fetchRetries: number;
   concurrency: number;
   allowPrivateNetwork?: boolean;
-  s3Endpoint?: string;
-  s3PathStyle?: boolean;
-  s3Region?: string;
 }
 
 export type RunCli = RunIoCli & DecodingCli & FilterCli & EngineCli;
@@ -104,7 +113,7 @@ export function runOptionsFromCli(o: RunCli): RunOptions {
   };
 }
 
-export function s3OptionsFromCli(o: Pick<RunIoCli, 's3Endpoint' | 's3PathStyle' | 's3Region'>): S3Options {
+export function s3OptionsFromCli(o: S3Cli): S3Options {
   return {
     ...(o.s3Endpoint ? { endpoint: o.s3Endpoint } : {}),
     ...(o.s3PathStyle ? { forcePathStyle: true } : {}),
