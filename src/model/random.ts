@@ -316,11 +316,6 @@ const SPECIAL_TOKENS_MAP = {
 const json = (v: unknown): string => `${JSON.stringify(v, null, 2)}\n`;
 
 /**
- * Write a randomly initialised BLIP checkpoint in the Hugging Face layout (config.json,
- * model.safetensors, tokenizer and preprocessor files), for benchmarks at real sizes without a
- * download. Tensors are generated and written one at a time.
- */
-/**
  * Everything of a Hugging Face BLIP checkpoint directory except the weights: config.json, the
  * processor and tokenizer files, and the bundled vocabulary. Returns the names written.
  */
@@ -345,6 +340,11 @@ export async function writeCheckpointSideFiles(
   return files;
 }
 
+/**
+ * Write a randomly initialised BLIP checkpoint in the Hugging Face layout (config.json,
+ * model.safetensors, tokenizer and preprocessor files), for benchmarks at real sizes without a
+ * download. Tensors are generated and written one at a time.
+ */
 export async function writeRandomCheckpoint(opts: RandomCheckpointOptions): Promise<RandomCheckpointResult> {
   if (!(opts.preset in PRESETS))
     throw new ModelError(`unknown preset ${JSON.stringify(opts.preset)} (tiny, base, large)`);
@@ -355,8 +355,6 @@ export async function writeRandomCheckpoint(opts: RandomCheckpointOptions): Prom
   if (!Number.isSafeInteger(seed)) throw new ModelError(`seed must be an integer, got ${seed}`);
   const config = randomConfigJson(opts.preset, opts.kind, seed);
   const specs = blipTensorSpecs(config);
-  await mkdir(opts.out, { recursive: true });
-
   const files = await writeCheckpointSideFiles(opts.out, config);
 
   // The LM decoder is tied to the word embeddings (HF and original BLIP store equal tensors).
