@@ -346,7 +346,7 @@ export async function writeCheckpointSideFiles(
  * download. Tensors are generated and written one at a time.
  */
 export async function writeRandomCheckpoint(opts: RandomCheckpointOptions): Promise<RandomCheckpointResult> {
-  if (!(opts.preset in PRESETS))
+  if (!Object.hasOwn(PRESETS, opts.preset))
     throw new ModelError(`unknown preset ${JSON.stringify(opts.preset)} (tiny, base, large)`);
   if (opts.kind !== 'captioner' && opts.kind !== 'filter') {
     throw new ModelError(`unknown kind ${JSON.stringify(opts.kind)} (captioner, filter)`);

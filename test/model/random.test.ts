@@ -101,6 +101,14 @@ describe('writeRandomCheckpoint (tiny)', () => {
     expect(std).toBeLessThan(0.0205);
   });
 
+  it('refuses an unknown preset, even one named like an Object property', async () => {
+    for (const preset of ['huge', 'constructor', 'toString']) {
+      await expect(
+        writeRandomCheckpoint({ preset: preset as 'tiny', kind: 'filter', out: join(dir, 'bad') }),
+      ).rejects.toThrow(/unknown preset/);
+    }
+  });
+
   it('is deterministic per seed', async () => {
     const a = join(dir, 'seed-a');
     const b = join(dir, 'seed-b');
