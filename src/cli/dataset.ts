@@ -1,9 +1,25 @@
+import { once } from 'node:events';
 import { type Command, Option } from 'commander';
 import { UsageError } from '../errors.js';
 import { Storage } from '../io/location.js';
 import { exportBlip, refilter } from '../pipeline/dataset.js';
 import { floatArg, intArg } from './engine-options.js';
 import { addS3Options, type S3Cli, s3OptionsFromCli } from './run.js';
+
+/**
+ * Chunks to a stream, with backpressure. A stream error (EPIPE once stdout's reader is gone,
+ * ENOSPC) rejects the next write instead of crashing the process as an unhandled 'error' event.
+ */
+function chunkWriter(stream: NodeJS.WritableStream): (chunk: string) => Promise<void> {
+  let failed: unknown = null;
+  stream.on('error', (err) => {
+    failed ??= err;
+  });
+  return async (chunk) => {
+    if (failed) throw failed;
+    if (!stream.write(chunk)) await once(stream, 'drain');
+  };
+}
 
 export function registerDataset(program: Command): void {
   addS3Options(
@@ -61,16 +77,17 @@ export function registerDataset(program: Command): void {
     const storage = new Storage({ s3: s3OptionsFromCli(o) });
     try {
       if (!o.output) {
-        await exportBlip(storage, o.input, async (chunk) => {
-          if (!process.stdout.write(chunk)) await new Promise((r) => process.stdout.once('drain', r));
-        });
+        try {
+          await exportBlip(storage, o.input, chunkWriter(process.stdout));
+        } catch (err) {
+          // stdout's reader stopped early (`capfilt export | head`): nobody is left to write to.
+          if ((err as NodeJS.ErrnoException).code !== 'EPIPE') throw err;
+        }
         return;
       }
       const writer = await storage.createAtomicWriter(o.output);
       try {
-        const n = await exportBlip(storage, o.input, async (chunk) => {
-          if (!writer.stream.write(chunk)) await new Promise((r) => writer.stream.once('drain', r));
-        });
+        const n = await exportBlip(storage, o.input, chunkWriter(writer.stream));
         await writer.commit();
         process.stderr.write(`capfilt: ${n} annotations -> ${o.output}\n`);
       } catch (err) {
