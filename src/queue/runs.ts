@@ -32,15 +32,10 @@ export interface ShardSummary {
   syntheticTotal: number;
 }
 
-export interface RunProgress extends RunRecord {
+/** The run's record and its counters, summed over its finished shards. */
+export interface RunProgress extends RunRecord, ShardSummary {
   shardsDone: number;
   shardsFailed: number;
-  samples: number;
-  ok: number;
-  rejected: number;
-  webKept: number;
-  syntheticKept: number;
-  syntheticTotal: number;
   firstDoneAt: number | null;
   lastDoneAt: number | null;
   completedAt: number | null;
@@ -56,16 +51,16 @@ export interface RunProgress extends RunRecord {
 const COUNTERS = ['samples', 'ok', 'rejected', 'webKept', 'syntheticKept', 'syntheticTotal'] as const;
 
 /**
- * Count a shard once even if BullMQ delivers its write job twice (stall recovery): the shard id
- * enters the run's done-set atomically with the counter increments.
- * KEYS: run hash, done set, failures hash. ARGV: shardId, now, then counter name/value pairs.
- */
-/**
  * Once a run is complete its set of done shard ids (the bulk of a run's keys on a 100k-shard run)
  * is only kept a week, for late redeliveries; the counters and failures stay.
  */
 const DONE_SET_TTL_S = 7 * 24 * 3600;
 
+/**
+ * Count a shard once even if BullMQ delivers its write job twice (stall recovery): the shard id
+ * enters the run's done-set atomically with the counter increments.
+ * KEYS: run hash, done set, failures hash. ARGV: shardId, now, then counter name/value pairs.
+ */
 const MARK_DONE = `
 if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
 redis.call('HDEL', KEYS[3], ARGV[1])
