@@ -91,6 +91,13 @@ export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOpti
   const lock = { ...lockPolicy(), ...options.lock };
   const name = `${hostname()}:${process.pid}`;
 
+  const shardJob = async (job: Job) => {
+    const data = job.data as ShardJobData;
+    return { data, run: await runs.get(data.runId) };
+  };
+  const carryResult = <T>(stage: Stage, data: ShardJobData, run: RunRecord, result: T) =>
+    carry(storage, spillUri(run.output, run.runId, stage, data.shard.id), result);
+
   /** Writes the shard's output, then counts it in its run; spill files go only after that. */
   const writeShard = async (job: Job, data: ShardJobData, run: RunRecord<RunOptions>) => {
     const carried = childValue<Carried<ModelStageResult>>(
@@ -124,29 +131,23 @@ export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOpti
       return result;
     },
     caption: async (job) => {
-      const data = job.data as ShardJobData;
-      const run = await runs.get(data.runId);
-      const result = await captionStage(storage, data.shard, run, engines);
-      return await carry(storage, spillUri(run.output, run.runId, 'caption', data.shard.id), result);
+      const { data, run } = await shardJob(job);
+      return await carryResult('caption', data, run, await captionStage(storage, data.shard, run, engines));
     },
     filter: async (job) => {
-      const data = job.data as ShardJobData;
-      const run = await runs.get(data.runId);
+      const { data, run } = await shardJob(job);
       const carried = childValue<Carried<CaptionStageResult>>(await job.getChildrenValues(), 'caption');
       const result = await filterStage(storage, data.shard, run, await unwrap(storage, carried), engines);
-      const own = await carry(storage, spillUri(run.output, run.runId, 'filter', data.shard.id), result);
+      const own = await carryResult('filter', data, run, result);
       // The writer removes the captions' spill file too, once the shard is written.
       return 'spilled' in carried ? { ...own, captionSpill: carried.spilled } : own;
     },
     fused: async (job) => {
-      const data = job.data as ShardJobData;
-      const run = await runs.get(data.runId);
-      const result = await fusedStage(storage, data.shard, run, engines);
-      return await carry(storage, spillUri(run.output, run.runId, 'fused', data.shard.id), result);
+      const { data, run } = await shardJob(job);
+      return await carryResult('fused', data, run, await fusedStage(storage, data.shard, run, engines));
     },
     write: async (job) => {
-      const data = job.data as ShardJobData;
-      const run = await runs.get(data.runId);
+      const { data, run } = await shardJob(job);
       // A shard already counted was written by an earlier delivery of this job, whose worker died
       // before the job completed; its spill files may be gone, so only the summary can be missing.
       const { marked, written } = (await ctx.runs.isShardDone(data.runId, data.shard.id))
