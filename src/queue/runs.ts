@@ -79,6 +79,22 @@ end
 return 1
 `.replace('DONE_SET_TTL', String(DONE_SET_TTL_S));
 
+/**
+ * A shard failed for good, unless a concurrent delivery of it was counted done: checked and
+ * recorded in one step, so a shard is never both. A run with a failed shard writes no summary and
+ * is complete once every shard is done or failed.
+ * KEYS: run hash, done set, failures hash. ARGV: shardId, error, now.
+ */
+const MARK_FAILED = `
+if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
+local total = tonumber(redis.call('HGET', KEYS[1], 'shardsTotal') or '0')
+if redis.call('SCARD', KEYS[2]) + redis.call('HLEN', KEYS[3]) >= total and redis.call('HSETNX', KEYS[1], 'completedAt', ARGV[3]) == 1 then
+  redis.call('EXPIRE', KEYS[2], DONE_SET_TTL)
+end
+return 1
+`.replace('DONE_SET_TTL', String(DONE_SET_TTL_S));
+
 export class RunStore {
   constructor(
     private readonly redis: Redis,
@@ -166,21 +182,18 @@ export class RunStore {
   }
 
   /** A shard whose job failed for good (retries exhausted or a permanent error). */
-  async markShardFailed(runId: string, shardId: string, error: string): Promise<void> {
+  async markShardFailed(runId: string, shardId: string, error: string, now = Date.now()): Promise<void> {
     const key = runKey(this.prefix, runId);
-    if (await this.redis.sismember(`${key}:done`, shardId)) return;
-    await this.redis.hset(`${key}:failed`, shardId, error.slice(0, 2_000));
-    const [total, done, failed] = await Promise.all([
-      this.redis.hget(key, 'shardsTotal'),
-      this.redis.scard(`${key}:done`),
-      this.redis.hlen(`${key}:failed`),
-    ]);
-    if (
-      done + failed >= Number(total ?? 0) &&
-      (await this.redis.hsetnx(key, 'completedAt', String(Date.now())))
-    ) {
-      await this.redis.expire(`${key}:done`, DONE_SET_TTL_S);
-    }
+    await this.redis.eval(
+      MARK_FAILED,
+      3,
+      key,
+      `${key}:done`,
+      `${key}:failed`,
+      shardId,
+      error.slice(0, 2_000),
+      now,
+    );
   }
 
   async isShardDone(runId: string, shardId: string): Promise<boolean> {

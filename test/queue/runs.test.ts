@@ -63,4 +63,27 @@ describe('RunStore: a run is complete once its summary is written', () => {
     expect(await store.summaryPending('r2')).toBe(false);
     expect((await store.progress('r2'))?.completedAt).not.toBeNull();
   });
+
+  it('a shard counted done while its failure is being recorded is never both done and failed', async () => {
+    const prefix = uniqueName('runs');
+    const other = new Redis(redis.url, { maxRetriesPerRequest: null });
+    try {
+      const failing = new RunStore(client, prefix);
+      const writing = new RunStore(other, prefix);
+      await create(failing, 'r3', 40);
+      await other.ping();
+      // Two deliveries of the same shard, one failing for good as the other is counted.
+      const ids = Array.from({ length: 40 }, (_, i) => `s${i}`);
+      await Promise.all(
+        ids.flatMap((id) => [
+          failing.markShardFailed('r3', id, 'gave up'),
+          writing.markShardDone('r3', id, SHARD),
+        ]),
+      );
+      const p = await failing.progress('r3');
+      expect(p).toMatchObject({ shardsDone: 40, shardsFailed: 0, samples: 40 * SHARD.samples });
+    } finally {
+      other.disconnect();
+    }
+  });
 });
