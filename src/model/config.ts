@@ -57,6 +57,21 @@ function num(obj: Json, key: string, fallback: number): number {
   return v;
 }
 
+/** A size or count: a positive integer (a fractional or zero width would only fail later, obscurely). */
+function size(obj: Json, key: string, fallback: number): number {
+  const v = num(obj, key, fallback);
+  if (!Number.isSafeInteger(v) || v <= 0)
+    throw new ModelError(`config.json: ${key} must be a positive integer`);
+  return v;
+}
+
+/** A token id: a non-negative integer. */
+function tokenId(obj: Json, key: string, fallback: number): number {
+  const v = num(obj, key, fallback);
+  if (!Number.isSafeInteger(v) || v < 0) throw new ModelError(`config.json: ${key} must be a token id`);
+  return v;
+}
+
 function str(obj: Json, key: string, fallback: string): string {
   const v = obj[key];
   return typeof v === 'string' ? v : fallback;
@@ -71,7 +86,9 @@ export function parseBlipConfig(json: unknown): BlipConfig {
   if (typeof json !== 'object' || json === null) throw new ModelError('config.json is not an object');
   const root = json as Json;
   const archs = Array.isArray(root.architectures) ? (root.architectures as unknown[]) : [];
-  const architecture = archs.find((a): a is string => typeof a === 'string' && a in ARCHITECTURES);
+  const architecture = archs.find(
+    (a): a is string => typeof a === 'string' && Object.hasOwn(ARCHITECTURES, a),
+  );
   if (!architecture) {
     throw new ModelError(
       `unsupported architecture ${JSON.stringify(archs)}: capfilt converts BlipForConditionalGeneration ` +
@@ -89,29 +106,29 @@ export function parseBlipConfig(json: unknown): BlipConfig {
     );
   }
   const vision: VisionConfig = {
-    hiddenSize: num(v, 'hidden_size', 768),
-    numLayers: num(v, 'num_hidden_layers', 12),
-    numHeads: num(v, 'num_attention_heads', 12),
-    intermediateSize: num(v, 'intermediate_size', 3072),
-    imageSize: num(v, 'image_size', 384),
-    patchSize: num(v, 'patch_size', 16),
-    numChannels: num(v, 'num_channels', 3),
+    hiddenSize: size(v, 'hidden_size', 768),
+    numLayers: size(v, 'num_hidden_layers', 12),
+    numHeads: size(v, 'num_attention_heads', 12),
+    intermediateSize: size(v, 'intermediate_size', 3072),
+    imageSize: size(v, 'image_size', 384),
+    patchSize: size(v, 'patch_size', 16),
+    numChannels: size(v, 'num_channels', 3),
     layerNormEps: num(v, 'layer_norm_eps', 1e-5),
     hiddenAct: str(v, 'hidden_act', 'gelu'),
   };
   const text: TextConfig = {
-    vocabSize: num(t, 'vocab_size', 30524),
-    hiddenSize: num(t, 'hidden_size', 768),
-    encoderHiddenSize: num(t, 'encoder_hidden_size', 768),
-    numLayers: num(t, 'num_hidden_layers', 12),
-    numHeads: num(t, 'num_attention_heads', 8),
-    intermediateSize: num(t, 'intermediate_size', 3072),
-    maxPositionEmbeddings: num(t, 'max_position_embeddings', 512),
+    vocabSize: size(t, 'vocab_size', 30524),
+    hiddenSize: size(t, 'hidden_size', 768),
+    encoderHiddenSize: size(t, 'encoder_hidden_size', 768),
+    numLayers: size(t, 'num_hidden_layers', 12),
+    numHeads: size(t, 'num_attention_heads', 8),
+    intermediateSize: size(t, 'intermediate_size', 3072),
+    maxPositionEmbeddings: size(t, 'max_position_embeddings', 512),
     layerNormEps: num(t, 'layer_norm_eps', 1e-12),
     hiddenAct: str(t, 'hidden_act', 'gelu'),
-    bosTokenId: num(t, 'bos_token_id', 30522),
-    sepTokenId: num(t, 'sep_token_id', 102),
-    padTokenId: num(t, 'pad_token_id', 0),
+    bosTokenId: tokenId(t, 'bos_token_id', 30522),
+    sepTokenId: tokenId(t, 'sep_token_id', 102),
+    padTokenId: tokenId(t, 'pad_token_id', 0),
   };
   for (const [name, c] of [
     ['vision', vision],
@@ -140,7 +157,7 @@ export function parseBlipConfig(json: unknown): BlipConfig {
     architecture,
     vision,
     text,
-    imageTextHiddenSize: num(root, 'image_text_hidden_size', 256),
+    imageTextHiddenSize: size(root, 'image_text_hidden_size', 256),
   };
 }
 
@@ -151,7 +168,13 @@ export async function readBlipConfig(dir: string): Promise<BlipConfig> {
   } catch (err) {
     throw new ModelError(`${dir}: no readable config.json`, { cause: err });
   }
-  return parseBlipConfig(JSON.parse(raw));
+  let json: unknown;
+  try {
+    json = JSON.parse(raw);
+  } catch (err) {
+    throw new ModelError(`${dir}/config.json is not valid JSON`, { cause: err });
+  }
+  return parseBlipConfig(json);
 }
 
 /** Number of image tokens the vision encoder emits: patches plus the class token. */
