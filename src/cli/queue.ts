@@ -128,7 +128,11 @@ export function registerQueue(program: Command): void {
         (v) => Number(v),
         0,
       )
-      .option('--lock-duration <ms>', 'job lock lifetime; must exceed the longest model batch', positiveInt)
+      .option(
+        '--lock-duration <ms>',
+        'job lock lifetime (default 120000); must exceed twice the longest model call',
+        positiveInt,
+      )
       .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL)')
       .option('--s3-path-style', 'path-style S3 addressing (MinIO and most S3-compatible stores)')
       .option('--s3-region <region>', 'S3 region (default: AWS_REGION or us-east-1)'),

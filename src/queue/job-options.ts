@@ -42,9 +42,11 @@ export interface LockPolicy {
 }
 
 /**
- * The lock is renewed every lockDuration/2 from the event loop, which model calls do not block
- * (onnxruntime-node runs sessions off the main thread); the duration still covers the longest
- * batch with margin, so a slow GPU batch never loses its lock. A worker killed mid-shard loses
+ * BullMQ renews a job's lock every lockDuration/2 from the event loop, and onnxruntime-node's
+ * session.run blocks that loop for the whole model call (it runs synchronously, in a
+ * setImmediate), so a renewal can be late by one call; the loop turns between calls (vision,
+ * each decoder step, ITM). The default (twice 60 s) keeps the lock even if a whole batch blocked
+ * the loop: a BLIP-base batch of 16 takes ~35 s on a 2-core CPU. A worker killed mid-shard loses
  * its lock after lockDuration and the stalled checker hands the shard to another worker.
  */
 export function lockPolicy(longestBatchMs = 60_000): LockPolicy {
