@@ -45,7 +45,7 @@ export function decideTexts(input: DecisionInput, options: DecisionOptions): Dec
     });
   }
   // Array.prototype.sort is stable, so equal scores keep the tie-break order above.
-  const kept = topK > 0 ? [...candidates].sort((a, b) => b.itm - a.itm).slice(0, topK) : candidates;
+  const kept = topK > 0 ? candidates.sort((a, b) => b.itm - a.itm).slice(0, topK) : candidates;
   const keptSet = new Set(kept.map((c) => c.index));
 
   const webKept = input.web !== null && keptSet.has(-1);
