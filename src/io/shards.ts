@@ -4,6 +4,7 @@ import { baseName, NotFoundError, relativeUri, type Storage } from './location.j
 import { countCsvRows, delimiterOf } from './readers/csv.js';
 import { folderImages } from './readers/folder.js';
 import { countJsonlRows } from './readers/jsonl.js';
+import { countParquetRows } from './readers/parquet.js';
 import { IMAGE_EXTENSIONS } from './readers/webdataset.js';
 
 /** The format a file name announces, or null (images and sidecars are not manifests). */
@@ -84,7 +85,9 @@ export async function planShards(
     seen.add(key);
     const base = { format, uri: f.uri, ...(options.human ? { human: true } : {}) };
     if (format === 'webdataset') planned.push({ shard: { ...base, id: key }, pairs: null });
-    else if (format === 'parquet') planned.push({ shard: { ...base, id: key }, pairs: null });
+    // The footer alone gives the row count: progress then has a pair total with Parquet inputs too.
+    else if (format === 'parquet')
+      planned.push({ shard: { ...base, id: key }, pairs: await countParquetRows(storage, f.uri) });
     else planned.push(...rowRanges(key, base, await countRows(storage, f.uri, format), options.shardSize));
   }
   if (inputs.length === 0 && kind === 'folder') {
