@@ -274,6 +274,10 @@ async function transfer(
     try {
       for await (const chunk of res.body) {
         const bytes = chunk as Uint8Array;
+        // Stop a server that sends more than the hub reported before it fills the disk.
+        if (info.size !== undefined && pos + bytes.byteLength > info.size) {
+          throw new ModelError(`${file}: the server sent more than the ${info.size} bytes the hub reports`);
+        }
         let done = 0;
         while (done < bytes.byteLength) {
           const { bytesWritten } = await fh.write(bytes, done, bytes.byteLength - done, pos + done);

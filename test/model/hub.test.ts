@@ -44,6 +44,13 @@ beforeAll(async () => {
     revisions: ['main', 'c'.repeat(40)],
     lie: { 'model.safetensors': { sha256: 'f'.repeat(64) } },
   });
+  hub.repos.set('liar/too-long', {
+    dir: join(FIX, 'filter'),
+    api: true,
+    sha: 'e'.repeat(40),
+    revisions: ['main', 'e'.repeat(40)],
+    lie: { 'model.safetensors': { size: 1000 } },
+  });
   hub.repos.set('liar/wrong-size', {
     dir: join(FIX, 'filter'),
     api: true,
@@ -176,6 +183,16 @@ describe('pullModel', () => {
       /model\.safetensors: size mismatch: got 4260040 bytes, the hub reports 4260140/,
     );
     expect(existsSync(join(out, 'model.safetensors'))).toBe(false);
+  });
+
+  it('stops reading a body longer than the hub reported', async () => {
+    const out = join(dir, 'toolong');
+    await expect(pullModel({ repo: 'liar/too-long', out, endpoint: hub.url })).rejects.toThrow(
+      /model\.safetensors: the server sent more than the 1000 bytes the hub reports/,
+    );
+    expect(existsSync(join(out, 'model.safetensors'))).toBe(false);
+    const part = join(out, 'model.safetensors.part');
+    expect(existsSync(part) ? (await readFile(part)).length : 0).toBeLessThanOrEqual(1000);
   });
 
   it('reports a missing repo or revision clearly', async () => {
