@@ -2,21 +2,20 @@ import { UsageError } from '../errors.js';
 import type { InputFormat, ShardRef } from '../pipeline/types.js';
 import { baseName, NotFoundError, relativeUri, type Storage } from './location.js';
 import { countCsvRows, delimiterOf } from './readers/csv.js';
-import { folderImages } from './readers/folder.js';
+import { folderImages, hidden } from './readers/folder.js';
 import { countJsonlRows } from './readers/jsonl.js';
 import { countParquetRows } from './readers/parquet.js';
 import { IMAGE_EXTENSIONS } from './readers/webdataset.js';
 
 /** The format a file name announces, or null (images and sidecars are not manifests). */
 export function formatOf(name: string): Exclude<InputFormat, 'folder'> | null {
-  const n = name.toLowerCase().replace(/\.gz$/, '');
+  const lower = name.toLowerCase();
+  if (lower.endsWith('.tar') || lower.endsWith('.tar.gz') || lower.endsWith('.tgz')) return 'webdataset';
+  const n = lower.replace(/\.gz$/, '');
   if (n.endsWith('.jsonl') || n.endsWith('.ndjson')) return 'jsonl';
   if (n.endsWith('.csv')) return 'csv';
   if (n.endsWith('.tsv')) return 'tsv';
   if (n.endsWith('.parquet')) return 'parquet';
-  if (n.endsWith('.tar') || name.toLowerCase().endsWith('.tgz') || name.toLowerCase().endsWith('.tar.gz')) {
-    return 'webdataset';
-  }
   return null;
 }
 
@@ -70,11 +69,7 @@ export async function planShards(
   if (kind === null) throw new NotFoundError(input);
   const files =
     kind === 'file' ? [{ uri: input, relPath: baseName(input), size: 0 }] : await storage.list(input);
-  const inputs = files.filter(
-    (f) =>
-      formatOf(f.relPath) !== null &&
-      !f.relPath.split('/').some((p) => p.startsWith('_') || p.startsWith('.')),
-  );
+  const inputs = files.filter((f) => formatOf(f.relPath) !== null && !hidden(f.relPath));
   const prefix = options.human ? 'human-' : '';
   const planned: PlannedShard[] = [];
   const seen = new Set<string>();

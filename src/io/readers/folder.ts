@@ -15,7 +15,8 @@ function extOf(relPath: string): string {
   return dot > slash ? relPath.slice(dot + 1).toLowerCase() : '';
 }
 
-function hidden(relPath: string): boolean {
+/** Dot and underscore names (.DS_Store, _summary.json, _tmp/…) are never inputs. */
+export function hidden(relPath: string): boolean {
   return relPath.split('/').some((p) => p.startsWith('.') || p.startsWith('_'));
 }
 
