@@ -1,5 +1,5 @@
 import { ModelError } from '../errors.js';
-import { decodeFloats, type FloatDtype, readWholeFile } from './binary.js';
+import { DTYPE_BYTES, decodeFloats, type FloatDtype, readWholeFile } from './binary.js';
 import type { ReadWeightsOptions } from './safetensors.js';
 import { numel, type WeightMap } from './tensor.js';
 import { readZipDirectory, type ZipEntry } from './zip.js';
@@ -21,7 +21,7 @@ export class UnsafeCheckpointError extends ModelError {
 
 type StorageDtype = FloatDtype | 'I64' | 'U8';
 
-const ELEMENT_BYTES: Record<StorageDtype, number> = { F32: 4, F16: 2, BF16: 2, I64: 8, U8: 1 };
+const ELEMENT_BYTES: Record<StorageDtype, number> = { ...DTYPE_BYTES, I64: 8, U8: 1 };
 
 /** What each allowed global is. Nothing here is ever called: REDUCE on them builds plain data. */
 type Allowed =
@@ -409,12 +409,11 @@ function unpickleStateDict(pkl: Uint8Array, source: string): Map<string, TensorR
       }
       case 0x62: {
         // BUILD: torch sets `_metadata` (module versions) on the OrderedDict; plain data, dropped.
-        const state = pop();
+        pop();
         const target = top();
         if (!(target instanceof PyDict)) {
           throw new UnsafeCheckpointError(source, `BUILD on ${describe(target)}`, 'is not supported');
         }
-        void state;
         break;
       }
       case 0x73: {
