@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
@@ -36,16 +37,15 @@ export function parsePartName(
   return { shardId: m[1], kind: m[2] === '.stats.json' ? 'stats' : 'data', gzip: m[2] === '.jsonl.gz' };
 }
 
+/** Resolves once the chunk is written, or after 'drain' when the stream's buffer is full. */
 function write(stream: Writable, chunk: string): Promise<void> {
   return new Promise((resolve, reject) => {
-    const onError = (err: Error) => reject(err);
-    stream.once('error', onError);
     const ok = stream.write(chunk, (err) => {
-      stream.off('error', onError);
       if (err) reject(err);
       else if (ok) resolve();
     });
-    if (!ok) stream.once('drain', () => resolve());
+    // once() rejects if the stream errors while the write waits for room.
+    if (!ok) once(stream, 'drain').then(() => resolve(), reject);
   });
 }
 
@@ -98,8 +98,13 @@ export class ShardWriter {
       // end: false — the atomic writer ends its own stream on commit.
       gz.pipe(writer.stream, { end: false });
       gz.on('error', (err) => writer.stream.destroy(err));
+      writer.stream.on('error', (err) => gz.destroy(err));
       sink = gz;
     }
+    // A write error reaches the caller through write() and commit(); an 'error' event with no
+    // listener would instead end the whole process (a full disk is a shard failure, not a crash).
+    writer.stream.on('error', () => undefined);
+    sink.on('error', () => undefined);
     return new ShardWriter(storage, shard, names, writer, sink);
   }
 

@@ -1,9 +1,10 @@
 import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Writable } from 'node:stream';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
-import { Storage } from '../../src/io/location.js';
+import { type AtomicWriter, Storage } from '../../src/io/location.js';
 import { parsePartName, ShardWriter, shardOutputNames } from '../../src/io/shard-writer.js';
 import { emptyTimings, summarize } from '../../src/io/stats.js';
 import { recordOptions, runOptions } from '../../src/pipeline/options.js';
@@ -34,6 +35,28 @@ function record(i: number, over: Partial<OutputRecord> = {}): OutputRecord {
 }
 
 describe('ShardWriter', () => {
+  it('a write error (a full disk) rejects the append and fails the commit instead of crashing', async () => {
+    class FullDisk extends Storage {
+      override async createAtomicWriter(): Promise<AtomicWriter> {
+        const stream = new Writable({
+          write(_chunk, _enc, cb) {
+            setTimeout(() => cb(new Error('ENOSPC: no space left on device')), 5);
+          },
+        });
+        return { stream, commit: async () => undefined, abort: async () => undefined };
+      }
+    }
+    for (const compression of ['none', 'gzip'] as const) {
+      const writer = await ShardWriter.open(new FullDisk(), '/nowhere', shard, compression);
+      const written = (async () => {
+        await writer.append([record(0)]);
+        return writer.commit(emptyTimings(), new Date(), options);
+      })();
+      await expect(written).rejects.toThrow(/ENOSPC/);
+      await writer.abort();
+    }
+  });
+
   it('writes data then the marker with counts, histograms and timings; gzip when asked', async () => {
     const out = await mkdtemp(join(tmpdir(), 'capfilt-writer-'));
     const storage = new Storage();
