@@ -144,10 +144,10 @@ export async function readSafetensors(path: string, options: ReadWeightsOptions 
 }
 
 /** Header of a safetensors file as the reference writer lays it out: JSON padded with spaces to 8 bytes. */
-export function safetensorsHeader(
+function safetensorsHeader(
   tensors: ReadonlyArray<{ key: string; shape: readonly number[] }>,
   metadata?: Record<string, string>,
-): { header: Buffer; dataBytes: number } {
+): Buffer {
   const obj: Record<string, unknown> = {};
   if (metadata && Object.keys(metadata).length > 0) obj.__metadata__ = metadata;
   let pos = 0;
@@ -162,7 +162,7 @@ export function safetensorsHeader(
   const header = Buffer.alloc(8 + padded, 0x20);
   header.writeBigUInt64LE(BigInt(padded), 0);
   json.copy(header, 8);
-  return { header, dataBytes: pos };
+  return header;
 }
 
 /**
@@ -181,7 +181,7 @@ export async function writeSafetensorsFrom(
     if (seen.has(s.key)) throw new ModelError(`duplicate tensor ${s.key}`);
     seen.add(s.key);
   }
-  const { header } = safetensorsHeader(specs, metadata);
+  const header = safetensorsHeader(specs, metadata);
   const fh = await open(path, 'w');
   try {
     let pos = 0;
