@@ -53,16 +53,11 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   app.use(BOARD_PATH, board.getRouter());
   app.get('/api/progress', async (_req, res, next) => {
     try {
-      const [counts, ids] = await Promise.all([
+      const [counts, recent] = await Promise.all([
         Promise.all(queues.map(async (q) => [q.name, await q.getJobCounts()] as const)),
-        runs.list(50),
+        runs.recent(50),
       ]);
-      const progress = await Promise.all(ids.map((id) => runs.progress(id)));
-      res.json({
-        prefix: options.prefix,
-        queues: Object.fromEntries(counts),
-        runs: progress.filter(Boolean),
-      });
+      res.json({ prefix: options.prefix, queues: Object.fromEntries(counts), runs: recent });
     } catch (err) {
       next(err);
     }

@@ -47,11 +47,8 @@ export interface ProduceResult {
 }
 
 async function unfinishedRunOf(ctx: QueueContext, scheduleId: string): Promise<string | null> {
-  for (const id of await ctx.runs.list(20)) {
-    const run = await ctx.runs.progress(id);
-    if (run?.scheduleId === scheduleId && run.completedAt === null) return id;
-  }
-  return null;
+  const runs = await ctx.runs.recent(20);
+  return runs.find((r) => r.scheduleId === scheduleId && r.completedAt === null)?.runId ?? null;
 }
 
 export function newRunId(now = new Date()): string {

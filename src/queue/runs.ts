@@ -196,6 +196,12 @@ export class RunStore {
     );
   }
 
+  /** Progress of the newest runs, newest first. */
+  async recent(limit = 50): Promise<RunProgress[]> {
+    const all = await Promise.all((await this.list(limit)).map((id) => this.progress(id)));
+    return all.filter((p): p is RunProgress => p !== null);
+  }
+
   async isShardDone(runId: string, shardId: string): Promise<boolean> {
     return (await this.redis.sismember(`${runKey(this.prefix, runId)}:done`, shardId)) === 1;
   }

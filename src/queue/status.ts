@@ -8,12 +8,11 @@ export interface StatusReport {
 }
 
 export async function collectStatus(ctx: QueueContext, runId?: string, limit = 10): Promise<StatusReport> {
-  const ids = runId ? [runId] : await ctx.runs.list(limit);
   const [queues, runs] = await Promise.all([
     Promise.all(STAGES.map(async (s) => [s, await ctx.queue(s).getJobCounts()] as const)),
-    Promise.all(ids.map((id) => ctx.runs.progress(id))),
+    runId ? ctx.runs.progress(runId).then((p) => (p ? [p] : [])) : ctx.runs.recent(limit),
   ]);
-  return { queues: Object.fromEntries(queues), runs: runs.filter((r): r is RunProgress => r !== null) };
+  return { queues: Object.fromEntries(queues), runs };
 }
 
 const pct = (x: number) => `${(100 * x).toFixed(1)}%`;
