@@ -39,14 +39,11 @@ export function createMetrics(queues: Queue[], runs: RunStore, recentRuns = 20):
   // One read of the recent runs per scrape, shared by the run gauges below.
   let scrape: Promise<RunProgress[]> | null = null;
   const progress = () => {
-    scrape ??= (async () => {
-      const ids = await runs.list(recentRuns);
-      const all = await Promise.all(ids.map((id) => runs.progress(id)));
+    scrape ??= runs.recent(recentRuns).finally(() =>
       setImmediate(() => {
         scrape = null;
-      });
-      return all.filter((p): p is RunProgress => p !== null);
-    })();
+      }),
+    );
     return scrape;
   };
   const runGauge = (name: string, help: string, pick: (p: RunProgress) => [string, number][]) =>

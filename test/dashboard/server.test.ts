@@ -2,7 +2,9 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { assertBindAllowed, authFromEnv } from '../../src/dashboard/auth.js';
+import { createMetrics } from '../../src/dashboard/metrics.js';
 import { createDashboard, type Dashboard } from '../../src/dashboard/server.js';
+import { runKey, runsIndexKey } from '../../src/queue/names.js';
 import { RunStore } from '../../src/queue/runs.js';
 import { uniqueName } from '../helpers/names.js';
 import { freePort, type RedisServer, startRedis } from '../helpers/redis.js';
@@ -89,6 +91,23 @@ describe('dashboard', () => {
     expect(json.runs).toHaveLength(1);
     expect(json.runs[0].shardsDone).toBe(1);
     expect(json.runs[0].webKeptRatio).toBeCloseTo(4 / 9);
+  });
+
+  it('metrics recover after a scrape that failed', async () => {
+    const client = new Redis(redis.url);
+    const own = uniqueName('metrics');
+    const registry = createMetrics([], new RunStore(client, own));
+    try {
+      // A run record that cannot be read (its options are not JSON) fails the scrape...
+      await client.hset(runKey(own, 'bad'), { runId: 'bad', options: '{', createdAt: '1', shardsTotal: '1' });
+      await client.zadd(runsIndexKey(own), 1, 'bad');
+      await expect(registry.metrics()).rejects.toThrow(/JSON/);
+      // ...and once it is repaired the next scrape succeeds.
+      await client.hset(runKey(own, 'bad'), 'options', '{}');
+      expect(await registry.metrics()).toContain('capfilt_run_shards{run="bad",kind="total"} 1');
+    } finally {
+      client.disconnect();
+    }
   });
 
   it('refuses to bind beyond loopback without auth', () => {
