@@ -4,6 +4,7 @@ import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { SampleError } from '../../src/errors.js';
 import { type DecodedImage, decodeImage, gifTransparentColour } from '../../src/io/image.js';
+import { pngDeclaring } from './fixtures.js';
 
 const FIXTURE = join(import.meta.dirname, '../fixtures/blip-tiny');
 
@@ -54,33 +55,6 @@ async function rejection(
     return e;
   }
   throw new Error(`${key} decoded but should have been rejected`);
-}
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-function crc32(buf: Buffer): number {
-  let c = 0xffffffff;
-  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
-
-/** A valid PNG whose IHDR is rewritten to declare width x height (CRC fixed), data left tiny. */
-function pngDeclaring(png: Buffer, width: number, height: number): Buffer {
-  const out = Buffer.from(png);
-  // Signature (8) + IHDR length (4) + "IHDR" (4): width and height follow, CRC covers type + 13 data bytes.
-  expect(out.toString('latin1', 12, 16)).toBe('IHDR');
-  out.writeUInt32BE(width, 16);
-  out.writeUInt32BE(height, 20);
-  out.writeUInt32BE(crc32(out.subarray(12, 29)), 29);
-  return out;
 }
 
 let rgb: Buffer;

@@ -1,22 +1,7 @@
 import sharp from 'sharp';
+import { pngDeclaring } from '../io/fixtures.js';
 
 sharp.cache(false);
-
-const CRC_TABLE = (() => {
-  const t = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    t[n] = c >>> 0;
-  }
-  return t;
-})();
-
-function crc32(buf: Buffer): number {
-  let c = 0xffffffff;
-  for (const b of buf) c = CRC_TABLE[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 /** 64x48, left half red, right half blue: orientation is visible in the decoded size. */
 function halves(): Buffer {
@@ -46,10 +31,7 @@ export async function badImageCorpus(): Promise<CorpusFile[]> {
   for (let i = 0; i < noise.length; i++) noise[i] = (i * 7919) % 251;
   const noisyJpeg = await raw(noise, 200, 150, 3).jpeg().toBuffer();
   const png = await raw(rgb, 64, 48, 3).png().toBuffer();
-  const bomb = Buffer.from(png);
-  bomb.writeUInt32BE(30000, 16);
-  bomb.writeUInt32BE(30000, 20);
-  bomb.writeUInt32BE(crc32(bomb.subarray(12, 29)), 29);
+  const bomb = pngDeclaring(png, 30000, 30000);
   const frames = Buffer.alloc(10 * 20 * 3);
   for (let i = 0; i < 200; i++) frames.set(i < 100 ? [255, 0, 0] : [0, 0, 255], i * 3);
   const grey = Buffer.alloc(20 * 10);
