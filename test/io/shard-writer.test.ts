@@ -2,6 +2,7 @@ import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Writable } from 'node:stream';
+import { finished } from 'node:stream/promises';
 import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { type AtomicWriter, Storage } from '../../src/io/location.js';
@@ -43,7 +44,12 @@ describe('ShardWriter', () => {
             setTimeout(() => cb(new Error('ENOSPC: no space left on device')), 5);
           },
         });
-        return { stream, commit: async () => undefined, abort: async () => undefined };
+        // As the real writers do: commit waits for the file stream, so its error surfaces there.
+        const commit = async () => {
+          stream.end();
+          await finished(stream);
+        };
+        return { stream, commit, abort: async () => undefined };
       }
     }
     for (const compression of ['none', 'gzip'] as const) {
