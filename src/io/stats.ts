@@ -25,6 +25,11 @@ function errorKind(message: string, key: string): string {
   return m.replace(/\d+/g, 'N').slice(0, 200);
 }
 
+/** Adds to an error kind's count; past MAX_ERROR_KINDS kinds, new kinds are dropped (memory stays bounded). */
+function countError(errors: Record<string, number>, kind: string, n: number): void {
+  if (kind in errors || Object.keys(errors).length < MAX_ERROR_KINDS) errors[kind] = (errors[kind] ?? 0) + n;
+}
+
 /** Accumulates a shard's counts as records are written. */
 export class StatsAccumulator {
   records = 0;
@@ -47,10 +52,7 @@ export class StatsAccumulator {
     if (r.status === 'rejected') {
       if (r.reason) this.reasons[r.reason] = (this.reasons[r.reason] ?? 0) + 1;
       if (r.error) {
-        const kind = errorKind(r.error, r.key);
-        if (kind in this.errors || Object.keys(this.errors).length < MAX_ERROR_KINDS) {
-          this.errors[kind] = (this.errors[kind] ?? 0) + 1;
-        }
+        countError(this.errors, errorKind(r.error, r.key), 1);
       }
       return;
     }
@@ -107,18 +109,14 @@ function roundTimings(t: StageTimings): StageTimings {
 }
 
 /** Dataset-level totals over shard stats: the body of _summary.json. */
-export interface RunSummary {
+export type RunSummary = Pick<
+  ShardStats,
+  'records' | 'status' | 'reasons' | 'errors' | 'kept' | 'itmHistogram' | 'timingsMs' | 'models'
+> & {
   shards: number;
-  records: number;
-  status: { ok: number; rejected: number };
-  reasons: Partial<Record<RejectReason, number>>;
-  errors: Record<string, number>;
-  kept: ShardStats['kept'];
-  itmHistogram: ShardStats['itmHistogram'];
-  timingsMs: StageTimings;
-  models: RecordModels;
+  /** The options of the non-human shards (human shards are not filtered), null for no shards. */
   options: RecordOptions | null;
-}
+};
 
 export function summarize(all: ShardStats[]): RunSummary {
   const s: RunSummary = {
@@ -139,10 +137,7 @@ export function summarize(all: ShardStats[]): RunSummary {
     s.status.rejected += st.status.rejected;
     for (const [k, v] of Object.entries(st.reasons) as [RejectReason, number][])
       s.reasons[k] = (s.reasons[k] ?? 0) + v;
-    for (const [k, v] of Object.entries(st.errors)) {
-      if (k in s.errors || Object.keys(s.errors).length < MAX_ERROR_KINDS)
-        s.errors[k] = (s.errors[k] ?? 0) + v;
-    }
+    for (const [k, v] of Object.entries(st.errors)) countError(s.errors, k, v);
     for (const k of Object.keys(s.kept) as (keyof RunSummary['kept'])[]) s.kept[k] += st.kept[k];
     for (let i = 0; i < HISTOGRAM_BINS; i++) {
       s.itmHistogram.web[i] += st.itmHistogram.web[i] ?? 0;
