@@ -140,6 +140,7 @@ export function registerQueue(program: Command): void {
     const stages = parseStages(String(flags.stage));
     const ctx = await open(flags, 'worker');
     const lockMs = flags.lockDuration === undefined ? undefined : Number(flags.lockDuration);
+    const storage = storageFromFlags(flags);
     const pool = await startWorkerPool(ctx, {
       stages,
       engines: {
@@ -150,8 +151,13 @@ export function registerQueue(program: Command): void {
         batchSize: flags.batchSize === undefined ? undefined : Number(flags.batchSize),
       },
       concurrency: Number(flags.concurrency ?? 1),
-      storage: storageFromFlags(flags),
+      storage,
       ...(lockMs ? { lock: { lockDuration: lockMs, stalledInterval: Math.max(1_000, lockMs / 2) } } : {}),
+    }).catch(async (err: unknown) => {
+      // A worker connection reconnects forever: left open, it would keep the failed process alive.
+      storage.close();
+      await ctx.close();
+      throw err;
     });
     onShutdown([() => pool.close(), () => ctx.close()]);
   });

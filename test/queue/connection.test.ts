@@ -10,7 +10,9 @@ import {
   resolveRedisUrl,
 } from '../../src/queue/connection.js';
 import { sanitizeId, shardJobId } from '../../src/queue/names.js';
+import { uniqueName } from '../helpers/names.js';
 import { freePort, type RedisServer, startRedis } from '../helpers/redis.js';
+import { spawnCli } from './procs.js';
 
 describe('redis url', () => {
   it('prefers --redis, then REDIS_URL, then loopback', () => {
@@ -113,6 +115,17 @@ describe('redis server checks', () => {
     } finally {
       redis.disconnect();
       await aof.stop();
+    }
+  });
+
+  it('a worker that cannot start (no model for its stage) exits instead of hanging on its connection', async () => {
+    const p = spawnCli(['worker', '--stage', 'caption', '--redis', server.url, '--prefix', uniqueName('w')]);
+    const timer = setTimeout(() => void p.kill('SIGKILL'), 20_000);
+    try {
+      expect(await p.exited).toBe(2);
+      expect(p.output()).toMatch(/need --captioner/);
+    } finally {
+      clearTimeout(timer);
     }
   });
 });
