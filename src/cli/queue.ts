@@ -133,6 +133,12 @@ export function registerQueue(program: Command): void {
         'job lock lifetime (default 120000); must exceed twice the longest model call',
         positiveInt,
       )
+      .option(
+        '--shutdown-grace <ms>',
+        'on SIGTERM, how long active shards may finish before the worker exits (then they are taken over)',
+        positiveInt,
+        60_000,
+      )
       .option('--s3-endpoint <url>', 'S3-compatible endpoint (default: AWS_ENDPOINT_URL)')
       .option('--s3-path-style', 'path-style S3 addressing (MinIO and most S3-compatible stores)')
       .option('--s3-region <region>', 'S3 region (default: AWS_REGION or us-east-1)'),
@@ -159,7 +165,7 @@ export function registerQueue(program: Command): void {
       await ctx.close();
       throw err;
     });
-    onShutdown([() => pool.close(), () => ctx.close()]);
+    onShutdown([() => pool.close(), () => ctx.close()], { graceMs: Number(flags.shutdownGrace) });
   });
 
   withConnection(

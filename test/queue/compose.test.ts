@@ -11,6 +11,7 @@ const dclint = join('node_modules', '.bin', 'dclint');
 
 interface Service {
   command?: string[];
+  stop_grace_period?: string;
   build?: { target?: string };
   environment?: Record<string, string>;
   deploy?: { resources?: { reservations?: { devices?: { driver: string; capabilities: string[] }[] } } };
@@ -69,6 +70,21 @@ describe('docker-compose.yml', () => {
     expect(s['filter-worker'].command).toEqual(expect.arrayContaining(['worker', '--stage', 'filter']));
     expect(s.writer.command).toEqual(expect.arrayContaining(['worker', '--stage']));
     expect(s.dashboard.environment?.CAPFILT_DASHBOARD_PASSWORD).toMatch(/:\?/);
+  });
+
+  it('lets each worker use its stop grace period to finish its shards before it exits', () => {
+    const doc = parse(readFileSync('docker-compose.yml', 'utf8')) as { services: Record<string, Service> };
+    const workers = Object.values(doc.services).filter((s) => s.command?.[0] === 'worker');
+    expect(workers).toHaveLength(3);
+    for (const w of workers) {
+      const m = /^(\d+)(s|m)$/.exec(w.stop_grace_period ?? '');
+      expect(m, w.command?.join(' ')).not.toBeNull();
+      const stopMs = Number(m?.[1]) * (m?.[2] === 'm' ? 60_000 : 1_000);
+      const graceMs = Number(w.command?.[(w.command?.indexOf('--shutdown-grace') ?? -2) + 1]);
+      // Below the period (compose then sends SIGKILL), and well beyond the default of 60 s.
+      expect(graceMs).toBeLessThan(stopMs);
+      expect(graceMs).toBeGreaterThan(stopMs - 30_000);
+    }
   });
 
   it('builds the GPU image with the CUDA execution provider enabled', () => {

@@ -119,7 +119,17 @@ describe('redis server checks', () => {
   });
 
   it('a worker that cannot start (no model for its stage) exits instead of hanging on its connection', async () => {
-    const p = spawnCli(['worker', '--stage', 'caption', '--redis', server.url, '--prefix', uniqueName('w')]);
+    const p = spawnCli([
+      'worker',
+      '--stage',
+      'caption',
+      '--shutdown-grace',
+      '1000',
+      '--redis',
+      server.url,
+      '--prefix',
+      uniqueName('w'),
+    ]);
     const timer = setTimeout(() => void p.kill('SIGKILL'), 20_000);
     try {
       expect(await p.exited).toBe(2);
