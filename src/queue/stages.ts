@@ -12,10 +12,6 @@ import { shardOutputNames } from '../io/shard-writer.js';
 import { emptyTimings } from '../io/stats.js';
 import type { CaptionEngine } from '../pipeline/engines.js';
 import { batches, modelStages, prefetched, writeShardOutput } from '../pipeline/shard.js';
-
-/** Batches decoded ahead of the models (the local runner's default). */
-const PREFETCH = 2;
-
 import {
   buildRecords,
   captionSamples,
@@ -37,6 +33,9 @@ import type {
 } from '../pipeline/types.js';
 import type { Stage } from './names.js';
 import type { RunRecord, ShardSummary } from './runs.js';
+
+/** Batches decoded ahead of the models (the local runner's default). */
+const PREFETCH = 2;
 
 /** What a worker process loads, once. */
 export interface EngineSpec {
