@@ -164,7 +164,7 @@ export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOpti
 
   const connections: ReturnType<typeof createRedis>[] = [];
   const workers = options.stages.map((stage) => {
-    const process = processors[stage];
+    const processor = processors[stage];
     // Its own connection: a worker blocks on it while waiting for jobs.
     const connection = createRedis(ctx.redisUrl, { role: 'worker' });
     connections.push(connection);
@@ -172,7 +172,7 @@ export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOpti
       queueName(stage),
       async (job: Job) => {
         try {
-          return await process(job);
+          return await processor(job);
         } catch (err) {
           const jobErr = toJobError(err);
           const final =
