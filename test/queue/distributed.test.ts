@@ -88,6 +88,13 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
       timeoutMs,
       200,
     );
+  const firstActive = async (queue: Queue) =>
+    await waitFor(
+      `an active ${queue.name} job`,
+      async () => (await queue.getJobs(['active']))[0],
+      120_000,
+      20,
+    );
   const expectSameAsLocal = (parts: Map<string, OutputRecordLine[]>) => {
     expect([...parts.keys()].sort()).toEqual([...local.keys()].sort());
     for (const [shard, records] of local) expect(parts.get(shard), shard).toEqual(records);
@@ -212,12 +219,7 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
     worker(prefix, 'filter,write');
     const captionQueue = new Queue('caption', { connection: client, prefix });
     await produce(prefix, 'r1', `s3://${bucket}/out-kill`, 'split');
-    const active = await waitFor(
-      'an active caption job',
-      async () => (await captionQueue.getJobs(['active']))[0],
-      120_000,
-      20,
-    );
+    const active = await firstActive(captionQueue);
     await new Promise((r) => setTimeout(r, 100));
     expect(await active.isCompleted()).toBe(false);
     expect(await victim.kill('SIGKILL')).toBe('SIGKILL');
@@ -238,12 +240,7 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
     const first = worker(prefix, 'fused,write');
     const fusedQueue = new Queue('fused', { connection: client, prefix });
     await produce(prefix, 'r1', `s3://${bucket}/out-term`, 'fused');
-    const active = await waitFor(
-      'an active fused job',
-      async () => (await fusedQueue.getJobs(['active']))[0],
-      120_000,
-      20,
-    );
+    const active = await firstActive(fusedQueue);
     expect(await first.kill('SIGTERM')).toBe(0);
     expect(first.output()).toMatch(/SIGTERM, finishing active jobs/);
     // Finished by the worker that had it: not left to stall recovery.
