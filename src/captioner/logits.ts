@@ -30,7 +30,7 @@ export function applyTemperature(logits: Float32Array, temperature: number): voi
 /** TopKLogitsWarper: everything strictly below the k-th largest value is removed (ties survive). */
 export function applyTopK(logits: Float32Array, topK: number): void {
   if (topK <= 0 || topK >= logits.length) return;
-  const kth = kthLargest(logits, topK);
+  const kth = kthLargest(logits.length, (i) => logits[i], topK);
   for (let i = 0; i < logits.length; i++) if (logits[i] < kth) logits[i] = Number.NEGATIVE_INFINITY;
 }
 
@@ -100,11 +100,12 @@ export function argmax(values: ArrayLike<number>): number {
   return best;
 }
 
-function kthLargest(values: Float32Array, k: number): number {
+/** The k-th largest of value(0..n-1). */
+function kthLargest(n: number, value: (i: number) => number, k: number): number {
   // A bounded min-heap would be faster; k ≤ 50 over ~30k values is cheap enough with a partial sort.
-  const top = new Float32Array(k).fill(Number.NEGATIVE_INFINITY);
-  for (let i = 0; i < values.length; i++) {
-    const v = values[i];
+  const top = new Float64Array(k).fill(Number.NEGATIVE_INFINITY);
+  for (let i = 0; i < n; i++) {
+    const v = value(i);
     if (v <= top[k - 1]) continue;
     let j = k - 1;
     while (j > 0 && top[j - 1] < v) {
@@ -183,19 +184,7 @@ export function sampleToken(
     }
     return v;
   };
-  const k = p.topK;
-  const top = new Float64Array(k).fill(Number.NEGATIVE_INFINITY);
-  for (let i = 0; i < logits.length; i++) {
-    const v = value(i);
-    if (v <= top[k - 1]) continue;
-    let j = k - 1;
-    while (j > 0 && top[j - 1] < v) {
-      top[j] = top[j - 1];
-      j--;
-    }
-    top[j] = v;
-  }
-  const kth = top[k - 1];
+  const kth = kthLargest(logits.length, value, p.topK);
   const ids: number[] = [];
   const vals: number[] = [];
   for (let i = 0; i < logits.length; i++) {
