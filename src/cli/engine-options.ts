@@ -123,7 +123,12 @@ export function filterFromCli(o: FilterCli): FilterOptions {
 export function addEngineOptions(cmd: Command): Command {
   return cmd
     .option('--device <device>', 'cpu, cuda, cuda:N, or auto (CUDA when it loads, else CPU)', 'cpu')
-    .option('--batch-size <n>', 'decoder rows (images × captions or beams) and ITM images per call', intArg, 16)
+    .option(
+      '--batch-size <n>',
+      'decoder rows (images × captions or beams) and ITM images per call',
+      intArg,
+      16,
+    )
     .option('--vision-batch-size <n>', 'images per vision-encoder call (CPUs prefer small ones)', intArg, 2)
     .option('--threads <n>', 'onnxruntime threads per operator (0: one per core)', intArg, 0);
 }
