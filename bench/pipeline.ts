@@ -54,7 +54,7 @@ function timed(
   filter: Filter,
 ): { engines: { captioner: CaptionEngine; filter: FilterEngine }; modelMs: () => number } {
   let ms = 0;
-  const captionEngine: CaptionEngine & { manifest: unknown } = {
+  const captionEngine: CaptionEngine = {
     modelId: captioner.modelId,
     manifest: captioner.manifest,
     pixels: (img) => captioner.pixels(img),
@@ -67,7 +67,7 @@ function timed(
       }
     },
   };
-  const filterEngine: FilterEngine & { manifest: unknown } = {
+  const filterEngine: FilterEngine = {
     modelId: filter.modelId,
     manifest: filter.manifest,
     pixels: (img) => filter.pixels(img),

@@ -1,6 +1,7 @@
 import type { Caption, DecodingOptions } from '../captioner/options.js';
 import type { TextScore } from '../filter/options.js';
 import type { RgbImage } from '../io/image.js';
+import type { ImageSpec } from '../model/manifest.js';
 
 /**
  * What the pipeline needs of the captioner and the filter (src/captioner/captioner.ts and
@@ -8,12 +9,15 @@ import type { RgbImage } from '../io/image.js';
  */
 export interface CaptionEngine {
   readonly modelId: string;
+  /** How the engine preprocesses images; equal specs let a sample's pixels serve both models. */
+  readonly manifest?: { readonly image: ImageSpec };
   pixels(image: RgbImage): Float32Array;
   caption(samples: { key: string; pixels: Float32Array }[], options: DecodingOptions): Promise<Caption[][]>;
 }
 
 export interface FilterEngine {
   readonly modelId: string;
+  readonly manifest?: { readonly image: ImageSpec };
   pixels(image: RgbImage): Float32Array;
   score(
     samples: { key: string; pixels: Float32Array; texts: string[] }[],

@@ -67,8 +67,8 @@ async function imageBytes(pair: PairRef, ctx: StageContext): Promise<Buffer> {
 }
 
 function sameImageSpec(ctx: StageContext): boolean {
-  const a = (ctx.captioner as { manifest?: { image?: unknown } } | null)?.manifest?.image;
-  const b = (ctx.filter as { manifest?: { image?: unknown } } | null)?.manifest?.image;
+  const a = ctx.captioner?.manifest?.image;
+  const b = ctx.filter?.manifest?.image;
   return a !== undefined && JSON.stringify(a) === JSON.stringify(b);
 }
 
