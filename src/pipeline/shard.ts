@@ -102,18 +102,7 @@ export async function processShard(shard: ShardRef, ctx: ShardContext): Promise<
   const timings = emptyTimings();
   const writer = await ShardWriter.open(ctx.storage, ctx.output, shard, ctx.options.output.compression);
   try {
-    const pairs = readShardPairs(shard, ctx);
-    const loaded = prefetched<PairRef[], LoadedSample[]>(
-      batches(pairs, ctx.options.batchSize, timings),
-      ctx.prefetch ?? 2,
-      async (batch) => {
-        const t0 = performance.now();
-        const out = await loadSamples(batch, ctx);
-        timings.decode += performance.now() - t0;
-        return out;
-      },
-    );
-    for await (const batch of loaded) {
+    for await (const batch of loadedBatches(shard, ctx, timings, ctx.prefetch ?? 2)) {
       aborted(ctx.signal, shard.id);
       const records = await modelStages(batch, ctx, timings);
       const t0 = performance.now();
@@ -125,13 +114,37 @@ export async function processShard(shard: ShardRef, ctx: ShardContext): Promise<
     return await writer.commit(timings, startedAt, recordOptions(ctx.options));
   } catch (err) {
     await writer.abort();
-    if (err instanceof ShardError) throw err;
-    const code = (err as { code?: string }).code;
-    throw new ShardError(shard.id, (err as Error).message ?? String(err), {
-      cause: err,
-      retryable: code !== 'not_found',
-    });
+    throw shardFailure(shard, err);
   }
+}
+
+/** A shard's pairs in decoded batches, decoding up to `prefetch` batches ahead of the models. */
+export function loadedBatches(
+  shard: ShardRef,
+  ctx: StageContext,
+  timings: StageTimings,
+  prefetch: number,
+): AsyncGenerator<LoadedSample[]> {
+  return prefetched<PairRef[], LoadedSample[]>(
+    batches(readShardPairs(shard, ctx), ctx.options.batchSize, timings),
+    prefetch,
+    async (batch) => {
+      const t0 = performance.now();
+      const out = await loadSamples(batch, ctx);
+      timings.decode += performance.now() - t0;
+      return out;
+    },
+  );
+}
+
+/** A missing input fails the shard for good; anything else may be retried. */
+export function shardFailure(shard: ShardRef, err: unknown): ShardError {
+  if (err instanceof ShardError) return err;
+  const code = (err as { code?: string }).code;
+  return new ShardError(shard.id, (err as Error).message ?? String(err), {
+    cause: err,
+    retryable: code !== 'not_found',
+  });
 }
 
 /** Caption → filter → records for one decoded batch, timing each model. */

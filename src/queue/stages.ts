@@ -11,20 +11,11 @@ import type { Storage } from '../io/location.js';
 import { shardOutputNames } from '../io/shard-writer.js';
 import { emptyTimings } from '../io/stats.js';
 import type { CaptionEngine } from '../pipeline/engines.js';
-import { batches, modelStages, prefetched, writeShardOutput } from '../pipeline/shard.js';
-import {
-  buildRecords,
-  captionSamples,
-  filterSamples,
-  loadSamples,
-  readShardPairs,
-  type StageContext,
-} from '../pipeline/stages.js';
+import { loadedBatches, modelStages, shardFailure, writeShardOutput } from '../pipeline/shard.js';
+import { buildRecords, captionSamples, filterSamples, type StageContext } from '../pipeline/stages.js';
 import type {
   CaptionedSample,
-  LoadedSample,
   OutputRecord,
-  PairRef,
   Rejection,
   RunOptions,
   ShardRef,
@@ -98,33 +89,6 @@ function optionsFor(run: RunRecord<RunOptions>, engines: StageEngines): RunOptio
 }
 
 /** Batches of the shard's pairs, fetched and decoded ahead of the models as the local runner does. */
-function loadedBatches(
-  shard: ShardRef,
-  ctx: StageContext,
-  timings: StageTimings,
-): AsyncGenerator<LoadedSample[]> {
-  return prefetched<PairRef[], LoadedSample[]>(
-    batches(readShardPairs(shard, ctx), ctx.options.batchSize, timings),
-    PREFETCH,
-    async (batch) => {
-      const t0 = performance.now();
-      const out = await loadSamples(batch, ctx);
-      timings.decode += performance.now() - t0;
-      return out;
-    },
-  );
-}
-
-/** As the local runner does: a missing input fails the shard for good, anything else may be retried. */
-function shardFailure(shard: ShardRef, err: unknown): ShardError {
-  if (err instanceof ShardError) return err;
-  const code = (err as { code?: string }).code;
-  return new ShardError(shard.id, (err as Error).message ?? String(err), {
-    cause: err,
-    retryable: code !== 'not_found',
-  });
-}
-
 /** Stands in for the captioner in the filter stage, which only needs its id for provenance. */
 function captionerIdentity(modelId: string): CaptionEngine {
   return {
@@ -150,7 +114,7 @@ export async function captionStage(
   const ctx: StageContext = { storage, options, captioner: engines.captioner, filter: null };
   const pairs: CaptionStageResult['pairs'] = [];
   try {
-    for await (const loaded of loadedBatches(shard, ctx, timings)) {
+    for await (const loaded of loadedBatches(shard, ctx, timings, PREFETCH)) {
       const t0 = performance.now();
       const captioned = await captionSamples(loaded, ctx);
       timings.caption += performance.now() - t0;
@@ -178,7 +142,7 @@ export async function filterStage(
   const records: OutputRecord[] = [];
   let index = 0;
   try {
-    for await (const loaded of loadedBatches(shard, ctx, timings)) {
+    for await (const loaded of loadedBatches(shard, ctx, timings, PREFETCH)) {
       const withCaptions: CaptionedSample[] = loaded.map((s) => {
         const prior = captioned.pairs[index++];
         if (!prior) throw new Error(`shard ${shard.id} has more pairs than its caption job saw`);
@@ -216,7 +180,7 @@ export async function fusedStage(
   const ctx: StageContext = { storage, options, captioner: engines.captioner, filter: engines.filter };
   const records: OutputRecord[] = [];
   try {
-    for await (const loaded of loadedBatches(shard, ctx, timings)) {
+    for await (const loaded of loadedBatches(shard, ctx, timings, PREFETCH)) {
       records.push(...(await modelStages(loaded, ctx, timings)));
     }
   } catch (err) {
