@@ -5,7 +5,6 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { type Job, Queue } from 'bullmq';
 import sharp from 'sharp';
-import { pack } from 'tar-stream';
 import { Storage } from '../src/io/location.js';
 import { runLocal } from '../src/pipeline/local-runner.js';
 import { runOptions } from '../src/pipeline/options.js';
@@ -13,6 +12,7 @@ import { openQueueContext, type QueueContext } from '../src/queue/context.js';
 import { produceRun } from '../src/queue/produce.js';
 import type { RunMode } from '../src/queue/runs.js';
 import { startRedis } from '../test/helpers/redis.js';
+import { makeTar } from '../test/io/fixtures.js';
 import { spawnCli, waitFor } from '../test/queue/procs.js';
 import { benchModels } from './models.js';
 import { printTable, type Row, writeResult } from './report.js';
@@ -20,22 +20,6 @@ import { printTable, type Row, writeResult } from './report.js';
 sharp.cache(false);
 
 const CACHE = join(import.meta.dirname, '..', '.cache', 'bench', 'queue');
-
-async function tar(members: { name: string; data: Buffer | string }[]): Promise<Buffer> {
-  const p = pack();
-  const chunks: Buffer[] = [];
-  p.on('data', (c: unknown) => {
-    chunks.push(c as Buffer);
-  });
-  const done = new Promise<void>((resolve, reject) => {
-    p.on('end', () => resolve());
-    p.on('error', reject);
-  });
-  for (const m of members) p.entry({ name: m.name }, m.data);
-  p.finalize();
-  await done;
-  return Buffer.concat(chunks);
-}
 
 /** `shards` WebDataset tars of `pairs` web-like JPEGs (noisy gradients, 256-384 px) with texts. */
 async function makeInput(shards: number, pairs: number): Promise<string> {
@@ -65,7 +49,7 @@ async function makeInput(shards: number, pairs: number): Promise<string> {
         { name: `${key}.txt`, data: `a gradient picture ${n}` },
       );
     }
-    await writeFile(join(dir, `${String(s).padStart(5, '0')}.tar`), await tar(members));
+    await writeFile(join(dir, `${String(s).padStart(5, '0')}.tar`), await makeTar(members));
   }
   return dir;
 }

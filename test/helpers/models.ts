@@ -38,3 +38,14 @@ export function maxAbsDiff(a: ArrayLike<number>, b: ArrayLike<number>): number {
   for (let i = 0; i < a.length; i++) m = Math.max(m, Math.abs(a[i] - b[i]));
   return m;
 }
+
+/**
+ * Largest |difference| between a batch of image embeddings (one per fixture image, in
+ * IMAGE_NAMES order) and the reference `<kind>_image_embeds_<image>.bin`, per image.
+ */
+export function embedDiffs(kind: 'captioner' | 'filter', embeds: Float32Array): number[] {
+  const per = embeds.length / IMAGE_NAMES.length;
+  return IMAGE_NAMES.map((name, i) =>
+    maxAbsDiff(embeds.subarray(i * per, (i + 1) * per), fixtureBin(`${kind}_image_embeds_${name}.bin`)),
+  );
+}
