@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util';
 import { Captioner } from '../src/captioner/captioner.js';
-import { CAPFILT_DECODING } from '../src/captioner/options.js';
+import { CAPFILT_DECODING } from '../src/core/decoding.js';
 import { Filter } from '../src/filter/filter.js';
-import type { RandomPreset } from '../src/model/random.js';
+import type { RandomPreset } from '../src/model/convert/random.js';
 import { benchModels, syntheticPixels } from './models.js';
 import { peakRssMiB, printTable, type Row, writeResult } from './report.js';
 

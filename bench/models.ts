@@ -1,7 +1,7 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
-import { importModel } from '../src/model/import.js';
-import { type RandomPreset, writeRandomCheckpoint } from '../src/model/random.js';
+import { importModel } from '../src/model/convert/import.js';
+import { type RandomPreset, writeRandomCheckpoint } from '../src/model/convert/random.js';
 
 const CACHE = join(import.meta.dirname, '..', '.cache', 'bench');
 

@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { Captioner } from '../src/captioner/captioner.js';
+import { runOptions } from '../src/core/options.js';
 import { Filter } from '../src/filter/filter.js';
 import { Storage } from '../src/io/location.js';
-import type { RandomPreset } from '../src/model/random.js';
+import type { RandomPreset } from '../src/model/convert/random.js';
 import type { CaptionEngine, FilterEngine } from '../src/pipeline/engines.js';
 import { runLocal } from '../src/pipeline/local-runner.js';
-import { runOptions } from '../src/pipeline/options.js';
 import { benchModels } from './models.js';
 import { peakRssMiB, printTable, type Row, writeResult } from './report.js';
 

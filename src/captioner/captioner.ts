@@ -1,12 +1,12 @@
-import { UsageError } from '../errors.js';
-import { mapBatches } from '../model/batching.js';
-import { BlipEngine, type EngineOptions, loadModel } from '../model/engine.js';
+import type { Caption, DecodingOptions } from '../core/decoding.js';
+import { UsageError } from '../core/errors.js';
+import { mapBatches } from '../model/runtime/batching.js';
+import { BlipEngine, type EngineOptions, loadModel } from '../model/runtime/engine.js';
 import { DecoderRun } from './decoder-session.js';
-import type { Caption, DecodingOptions } from './options.js';
 import { captionRng } from './rng.js';
 import { beamSearch, decodeRows } from './search.js';
 
-export type { EngineOptions } from '../model/engine.js';
+export type { EngineOptions } from '../model/runtime/engine.js';
 
 export interface CaptionSample {
   key: string;

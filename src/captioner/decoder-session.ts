@@ -1,6 +1,6 @@
 import type * as ort from 'onnxruntime-node';
-import type { CrossCache, KvPair } from '../model/cross-cache.js';
-import { float32, int64 } from '../model/runtime.js';
+import type { CrossCache, KvPair } from '../model/runtime/cross-cache.js';
+import { float32, int64 } from '../model/runtime/runtime.js';
 
 /** Copy rows of a [rows, ...] float tensor, in the given order. */
 export function selectRows(t: ort.Tensor, rows: readonly number[]): ort.Tensor {

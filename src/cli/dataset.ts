@@ -1,6 +1,6 @@
 import { once } from 'node:events';
 import { type Command, Option } from 'commander';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
 import { Storage } from '../io/location.js';
 import { exportBlip, refilter } from '../pipeline/dataset.js';
 import { floatArg, intArg } from './engine-options.js';

@@ -1,7 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { EngineOptions } from '../captioner/captioner.js';
-import { CAPFILT_DECODING, type DecodingOptions } from '../captioner/options.js';
-import { CAPFILT_FILTER, type FilterOptions } from '../filter/options.js';
+import { CAPFILT_DECODING, type DecodingOptions } from '../core/decoding.js';
+import { CAPFILT_FILTER, type FilterOptions } from '../core/filtering.js';
 
 /**
  * The decoding, filter and device options every command that runs the models shares (caption,

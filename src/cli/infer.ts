@@ -1,7 +1,7 @@
 import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { Captioner } from '../captioner/captioner.js';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
 import { decideTexts } from '../filter/decision.js';
 import { Filter } from '../filter/filter.js';
 import { preCaption } from '../filter/normalize.js';

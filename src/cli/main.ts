@@ -1,7 +1,7 @@
 #!/usr/bin/env node
 import { Command } from 'commander';
-import { CapfiltError } from '../errors.js';
-import { CAPFILT_VERSION } from '../version.js';
+import { CapfiltError } from '../core/errors.js';
+import { CAPFILT_VERSION } from '../core/version.js';
 import { registerDataset } from './dataset.js';
 import { registerInference } from './infer.js';
 import { registerModels } from './models.js';

@@ -2,10 +2,10 @@ import { stat } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
-import { pullModel } from '../model/hub.js';
-import { importModel } from '../model/import.js';
+import { pullModel } from '../model/convert/hub.js';
+import { importModel } from '../model/convert/import.js';
+import { writeRandomCheckpoint } from '../model/convert/random.js';
 import { readManifest } from '../model/manifest.js';
-import { writeRandomCheckpoint } from '../model/random.js';
 import { intArg } from './engine-options.js';
 
 const log = (message: string) => process.stderr.write(`capfilt: ${message}\n`);

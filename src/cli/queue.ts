@@ -1,9 +1,9 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
+import { UsageError } from '../core/errors.js';
+import type { RunOptions } from '../core/types.js';
 import { authFromEnv } from '../dashboard/auth.js';
 import { createDashboard } from '../dashboard/server.js';
-import { UsageError } from '../errors.js';
 import { Storage } from '../io/location.js';
-import type { RunOptions } from '../pipeline/types.js';
 import { resolveRedisUrl } from '../queue/connection.js';
 import { openQueueContext, type QueueContext } from '../queue/context.js';
 import { DEFAULT_PREFIX, isStage, STAGES, type Stage } from '../queue/names.js';

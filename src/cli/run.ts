@@ -1,12 +1,12 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
+import { DEFAULT_RUN_OPTIONS } from '../core/options.js';
+import type { RunOptions } from '../core/types.js';
 import { Storage } from '../io/location.js';
 import type { S3Options } from '../io/s3.js';
 import { runLocal } from '../pipeline/local-runner.js';
-import { DEFAULT_RUN_OPTIONS } from '../pipeline/options.js';
-import type { RunOptions } from '../pipeline/types.js';
 import {
   addDecodingOptions,
   addEngineOptions,
@@ -247,7 +247,7 @@ function addDemoCommand(program: Command): void {
           : join(root, 'examples/jsonl/captions.jsonl');
       if (!existsSync(input))
         throw new UsageError(`${input} not found; run the demo from the repository root`);
-      const { importModel } = await import('../model/import.js');
+      const { importModel } = await import('../model/convert/import.js');
       const dirs: Record<string, string> = {};
       for (const kind of ['captioner', 'filter']) {
         const dir = resolve(DEMO_MODELS, `blip-tiny-${kind}`);

@@ -1,6 +1,6 @@
 import { timingSafeEqual } from 'node:crypto';
 import type { NextFunction, Request, Response } from 'express';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
 
 export interface BasicAuth {
   user: string;

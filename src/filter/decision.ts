@@ -1,4 +1,4 @@
-import type { FilterOptions, TextScore } from './options.js';
+import type { FilterOptions, TextScore } from '../core/filtering.js';
 
 export interface ScoredText {
   text: string;

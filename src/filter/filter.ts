@@ -1,10 +1,10 @@
 import type * as ort from 'onnxruntime-node';
-import { UsageError } from '../errors.js';
-import { chunks, mapBatches } from '../model/batching.js';
-import { BlipEngine, type EngineOptions, loadModel } from '../model/engine.js';
-import { int64 } from '../model/runtime.js';
-import { encodeForItm } from '../model/tokenizer.js';
-import type { FilterOptions, TextScore } from './options.js';
+import { UsageError } from '../core/errors.js';
+import type { FilterOptions, TextScore } from '../core/filtering.js';
+import { chunks, mapBatches } from '../model/runtime/batching.js';
+import { BlipEngine, type EngineOptions, loadModel } from '../model/runtime/engine.js';
+import { int64 } from '../model/runtime/runtime.js';
+import { encodeForItm } from '../model/runtime/tokenizer.js';
 
 export interface ScoreSample {
   key: string;

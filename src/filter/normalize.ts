@@ -1,4 +1,4 @@
-import { isPyWhitespace } from '../model/tokenizer.js';
+import { isPyWhitespace } from '../model/runtime/tokenizer.js';
 
 /** The characters BLIP's pre_caption turns into spaces: r"([.!\"()*#:;~])". */
 const PRE_CAPTION_PUNCT = new Set(['.', '!', '"', '(', ')', '*', '#', ':', ';', '~']);

@@ -2,7 +2,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
-import { errorMessage, SampleError } from '../errors.js';
+import { errorMessage, SampleError } from '../core/errors.js';
 
 export interface HttpFetchOptions {
   timeoutMs: number;

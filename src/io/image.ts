@@ -1,5 +1,5 @@
 import sharp, { type SharpOptions } from 'sharp';
-import { SampleError } from '../errors.js';
+import { SampleError } from '../core/errors.js';
 
 // libvips' operation cache keys on input buffers; scraped images are seen once, so it only costs memory.
 sharp.cache(false);

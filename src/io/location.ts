@@ -14,7 +14,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { CapfiltError } from '../errors.js';
+import { CapfiltError } from '../core/errors.js';
 import { fetchUrl, type HttpFetchOptions } from './http.js';
 import { createS3Client, type S3Options } from './s3.js';
 

@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ModelError } from '../errors.js';
+import { ModelError } from '../core/errors.js';
 
 /** Which of BLIP's two CapFilt models a checkpoint is. */
 export type ModelKind = 'captioner' | 'filter';

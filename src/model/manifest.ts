@@ -1,6 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ModelError } from '../errors.js';
+import { ModelError } from '../core/errors.js';
 import type { ModelKind, TextConfig, VisionConfig } from './config.js';
 
 /** How an image becomes this model's pixel tensor (from preprocessor_config.json). */

@@ -1,13 +1,13 @@
 /** Reading a capfilt output dataset back: `refilter` (re-decide from stored scores) and `export`. */
-import { UsageError } from '../errors.js';
-import type { FilterOptions } from '../filter/options.js';
+import { UsageError } from '../core/errors.js';
+import type { FilterOptions } from '../core/filtering.js';
+import { recordOptions, runOptions } from '../core/options.js';
+import type { OutputRecord, RecordOptions, RunOptions, ShardStats } from '../core/types.js';
 import { joinUri, type Storage } from '../io/location.js';
 import { lines } from '../io/readers/jsonl.js';
-import { parsePartName, ShardWriter, SUMMARY_NAME } from '../io/shard-writer.js';
-import { emptyTimings, summarize } from '../io/stats.js';
-import { recordOptions, runOptions } from './options.js';
+import { parsePartName, ShardWriter, SUMMARY_NAME } from '../output/shard-writer.js';
+import { emptyTimings, summarize } from '../output/stats.js';
 import { applyDecision } from './stages.js';
-import type { OutputRecord, RecordOptions, RunOptions, ShardStats } from './types.js';
 
 export interface CompletedShard {
   shardId: string;

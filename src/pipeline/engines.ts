@@ -1,5 +1,5 @@
-import type { Caption, DecodingOptions } from '../captioner/options.js';
-import type { TextScore } from '../filter/options.js';
+import type { Caption, DecodingOptions } from '../core/decoding.js';
+import type { TextScore } from '../core/filtering.js';
 import type { RgbImage } from '../io/image.js';
 import type { ImageSpec } from '../model/manifest.js';
 

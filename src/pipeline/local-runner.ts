@@ -1,16 +1,16 @@
 import { readdir, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { Captioner, type EngineOptions } from '../captioner/captioner.js';
-import { errorMessage, ShardError } from '../errors.js';
+import { errorMessage, ShardError } from '../core/errors.js';
+import type { RunOptions, ShardStats } from '../core/types.js';
 import { Filter } from '../filter/filter.js';
 import { joinUri, NotFoundError, parseLocation, type Storage } from '../io/location.js';
-import { SUMMARY_NAME, shardOutputNames } from '../io/shard-writer.js';
-import { type PlannedShard, planShards } from '../io/shards.js';
-import { type RunSummary, summarize } from '../io/stats.js';
+import { SUMMARY_NAME, shardOutputNames } from '../output/shard-writer.js';
+import { type RunSummary, summarize } from '../output/stats.js';
 import type { CaptionEngine, FilterEngine } from './engines.js';
+import { type PlannedShard, planShards } from './plan.js';
 import { Progress } from './progress.js';
 import { processShard } from './shard.js';
-import type { RunOptions, ShardStats } from './types.js';
 
 export interface LocalRunParams {
   input: string;

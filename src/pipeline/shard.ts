@@ -1,7 +1,15 @@
-import { ShardError } from '../errors.js';
-import { ShardWriter } from '../io/shard-writer.js';
-import { emptyTimings } from '../io/stats.js';
-import { recordOptions } from './options.js';
+import { ShardError } from '../core/errors.js';
+import { recordOptions } from '../core/options.js';
+import type {
+  LoadedSample,
+  OutputRecord,
+  PairRef,
+  ShardRef,
+  ShardStats,
+  StageTimings,
+} from '../core/types.js';
+import { ShardWriter } from '../output/shard-writer.js';
+import { emptyTimings } from '../output/stats.js';
 import {
   buildRecords,
   captionSamples,
@@ -10,7 +18,6 @@ import {
   readShardPairs,
   type StageContext,
 } from './stages.js';
-import type { LoadedSample, OutputRecord, PairRef, ShardRef, ShardStats, StageTimings } from './types.js';
 
 export interface ShardContext extends StageContext {
   /** Output folder or prefix. */

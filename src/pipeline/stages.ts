@@ -2,15 +2,8 @@
  * The pipeline's stages as plain async functions over typed values. The local runner and the
  * BullMQ workers compose these same functions; none of them knows about queues or progress bars.
  */
-import { errorMessage, SampleError } from '../errors.js';
-import { decideTexts } from '../filter/decision.js';
-import { preCaption } from '../filter/normalize.js';
-import { fetchUrl } from '../io/http.js';
-import { decodeImage } from '../io/image.js';
-import { NotFoundError, type Storage, TooLargeError } from '../io/location.js';
-import { readShard } from '../io/readers/index.js';
-import type { CaptionEngine, FilterEngine } from './engines.js';
-import { recordOptions } from './options.js';
+import { errorMessage, SampleError } from '../core/errors.js';
+import { recordOptions } from '../core/options.js';
 import type {
   CaptionedSample,
   LoadedSample,
@@ -20,7 +13,14 @@ import type {
   RunOptions,
   ScoredSample,
   ShardRef,
-} from './types.js';
+} from '../core/types.js';
+import { decideTexts } from '../filter/decision.js';
+import { preCaption } from '../filter/normalize.js';
+import { fetchUrl } from '../io/http.js';
+import { decodeImage } from '../io/image.js';
+import { NotFoundError, type Storage, TooLargeError } from '../io/location.js';
+import { readShard } from '../io/readers/index.js';
+import type { CaptionEngine, FilterEngine } from './engines.js';
 
 /** What the stages need: where to read, the engines (absent for human-only work) and the options. */
 export interface StageContext {

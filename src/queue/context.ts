@@ -1,6 +1,6 @@
 import { FlowProducer, Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
-import { CapfiltError, errorMessage } from '../errors.js';
+import { CapfiltError, errorMessage } from '../core/errors.js';
 import { createRedis, redactRedisUrl, warnOnEviction } from './connection.js';
 import { DEFAULT_PREFIX, queueName, type Stage } from './names.js';
 import { RunStore } from './runs.js';

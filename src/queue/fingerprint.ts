@@ -1,9 +1,9 @@
 import { createHash } from 'node:crypto';
 import { stat } from 'node:fs/promises';
 import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import type { ShardRef } from '../core/types.js';
 import { NotFoundError, parseLocation, type Storage } from '../io/location.js';
 import { folderImages } from '../io/readers/folder.js';
-import type { ShardRef } from '../pipeline/types.js';
 
 /**
  * A stamp of one input file: its ETag on S3, mtime + size locally. It changes when the file is

@@ -1,6 +1,6 @@
 import type { DefaultJobOptions } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
-import { ShardError } from '../errors.js';
+import { ShardError } from '../core/errors.js';
 
 /** Retry and retention policy of shard jobs. */
 export interface ShardJobPolicy {

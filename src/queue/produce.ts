@@ -1,9 +1,9 @@
 import { randomBytes } from 'node:crypto';
 import type { FlowJob } from 'bullmq';
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
+import type { RunOptions, ShardRef } from '../core/types.js';
 import { NotFoundError, type Storage } from '../io/location.js';
-import { planShards } from '../io/shards.js';
-import type { RunOptions, ShardRef } from '../pipeline/types.js';
+import { planShards } from '../pipeline/plan.js';
 import type { QueueContext } from './context.js';
 import { shardFingerprint } from './fingerprint.js';
 import { DEFAULT_SHARD_JOB_POLICY, type ShardJobPolicy, shardJobOptions } from './job-options.js';

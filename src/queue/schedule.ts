@@ -1,4 +1,4 @@
-import { UsageError } from '../errors.js';
+import { UsageError } from '../core/errors.js';
 import type { QueueContext } from './context.js';
 import { sanitizeId } from './names.js';
 import type { ProduceJobData } from './worker.js';

@@ -4,15 +4,8 @@
  * the same batches, so a distributed run writes the records `capfilt run` writes.
  */
 import { Captioner, type EngineOptions } from '../captioner/captioner.js';
-import type { Caption } from '../captioner/options.js';
-import { ShardError, UsageError } from '../errors.js';
-import { Filter } from '../filter/filter.js';
-import type { Storage } from '../io/location.js';
-import { shardOutputNames } from '../io/shard-writer.js';
-import { emptyTimings } from '../io/stats.js';
-import type { CaptionEngine } from '../pipeline/engines.js';
-import { loadedBatches, modelStages, shardFailure, writeShardOutput } from '../pipeline/shard.js';
-import { buildRecords, captionSamples, filterSamples, type StageContext } from '../pipeline/stages.js';
+import type { Caption } from '../core/decoding.js';
+import { ShardError, UsageError } from '../core/errors.js';
 import type {
   CaptionedSample,
   OutputRecord,
@@ -21,7 +14,14 @@ import type {
   ShardRef,
   ShardStats,
   StageTimings,
-} from '../pipeline/types.js';
+} from '../core/types.js';
+import { Filter } from '../filter/filter.js';
+import type { Storage } from '../io/location.js';
+import { shardOutputNames } from '../output/shard-writer.js';
+import { emptyTimings } from '../output/stats.js';
+import type { CaptionEngine } from '../pipeline/engines.js';
+import { loadedBatches, modelStages, shardFailure, writeShardOutput } from '../pipeline/shard.js';
+import { buildRecords, captionSamples, filterSamples, type StageContext } from '../pipeline/stages.js';
 import type { Stage } from './names.js';
 import type { RunRecord, ShardSummary } from './runs.js';
 

@@ -1,8 +1,8 @@
+import type { ShardStats } from '../core/types.js';
 import type { Storage } from '../io/location.js';
 import { joinUri } from '../io/location.js';
-import { parsePartName, SUMMARY_NAME } from '../io/shard-writer.js';
-import { summarize } from '../io/stats.js';
-import type { ShardStats } from '../pipeline/types.js';
+import { parsePartName, SUMMARY_NAME } from '../output/shard-writer.js';
+import { summarize } from '../output/stats.js';
 import type { RunRecord } from './runs.js';
 
 /**

@@ -5,7 +5,7 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
-import { CAPFILT_DECODING, type DecodingOptions } from '../../src/captioner/options.js';
+import { CAPFILT_DECODING, type DecodingOptions } from '../../src/core/decoding.js';
 import { encodeNpy } from '../../src/io/npy.js';
 import {
   embedDiffs,

@@ -3,8 +3,8 @@ import { readdir, readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { OutputRecord } from '../../src/core/types.js';
 import { Storage } from '../../src/io/location.js';
-import type { OutputRecord } from '../../src/pipeline/types.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
 

@@ -4,7 +4,7 @@ import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { OutputRecord } from '../../src/pipeline/types.js';
+import type { OutputRecord } from '../../src/core/types.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
 
 const ROOT = join(import.meta.dirname, '../..');

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
-import { CAPFILT_DECODING } from '../../src/captioner/options.js';
+import { CAPFILT_DECODING } from '../../src/core/decoding.js';
 import { decideTexts } from '../../src/filter/decision.js';
 import { Filter } from '../../src/filter/filter.js';
 import { fixtureBin, IMAGE_NAMES, importTinyModels, REFERENCE, type TinyModels } from '../helpers/models.js';

@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
+import { CAPFILT_FILTER } from '../../src/core/filtering.js';
 import { type DecisionInput, decideTexts } from '../../src/filter/decision.js';
-import { CAPFILT_FILTER } from '../../src/filter/options.js';
 
 const s = (text: string, itm: number) => ({ text, score: { itm, itc: 0.1 } });
 const base = { threshold: 0.5, consider: 'both' as const, topK: 0 };

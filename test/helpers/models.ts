@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { importModel } from '../../src/model/import.js';
+import { importModel } from '../../src/model/convert/import.js';
 
 export const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'blip-tiny');
 

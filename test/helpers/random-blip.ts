@@ -9,8 +9,8 @@ import {
   blipTensorSpecs,
   initTensor,
   writeCheckpointSideFiles,
-} from '../../src/model/random.js';
-import { writeSafetensors } from '../../src/model/safetensors.js';
+} from '../../src/model/convert/random.js';
+import { writeSafetensors } from '../../src/model/convert/safetensors.js';
 import type { WeightMap } from '../../src/model/tensor.js';
 
 /** The dimensions of a test checkpoint (src/model/random.ts writes the config.json from them). */

@@ -3,7 +3,7 @@ import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { hostname } from 'node:os';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { SampleError } from '../../src/errors.js';
+import { SampleError } from '../../src/core/errors.js';
 import { fetchUrl, isBlockedAddress } from '../../src/io/http.js';
 
 const opts = { timeoutMs: 2000, retries: 2, maxBytes: 1000, allowPrivateNetwork: true };

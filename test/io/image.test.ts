@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import sharp from 'sharp';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { SampleError } from '../../src/errors.js';
+import { SampleError } from '../../src/core/errors.js';
 import { type DecodedImage, decodeImage, gifTransparentColour } from '../../src/io/image.js';
 import { pngDeclaring } from './fixtures.js';
 

@@ -5,10 +5,10 @@ import type { Readable } from 'node:stream';
 import { gzipSync } from 'node:zlib';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import type { InputOptions, PairRef } from '../../src/core/types.js';
 import { Storage } from '../../src/io/location.js';
 import { readShard } from '../../src/io/readers/index.js';
-import { planShards } from '../../src/io/shards.js';
-import type { InputOptions, PairRef } from '../../src/pipeline/types.js';
+import { planShards } from '../../src/pipeline/plan.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
 import { jsonl, makeImage, makeParquet, makeTar } from './fixtures.js';
 

@@ -3,12 +3,12 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
-import { CAPFILT_DECODING, type DecodingOptions } from '../../src/captioner/options.js';
+import { CAPFILT_DECODING, type DecodingOptions } from '../../src/core/decoding.js';
 import { Filter } from '../../src/filter/filter.js';
 import { type BlipConfig, parseBlipConfig } from '../../src/model/config.js';
-import { importModel } from '../../src/model/import.js';
+import { importModel } from '../../src/model/convert/import.js';
+import { BertTokenizer, encodeForItm } from '../../src/model/runtime/tokenizer.js';
 import type { WeightMap } from '../../src/model/tensor.js';
-import { BertTokenizer, encodeForItm } from '../../src/model/tokenizer.js';
 import {
   decoderLogits,
   greedyCaption,

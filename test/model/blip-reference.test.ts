@@ -1,7 +1,7 @@
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
-import { loadCheckpoint } from '../../src/model/checkpoint.js';
 import { type BlipConfig, readBlipConfig } from '../../src/model/config.js';
+import { loadCheckpoint } from '../../src/model/convert/checkpoint.js';
 import type { WeightMap } from '../../src/model/tensor.js';
 import {
   decoderLogits,

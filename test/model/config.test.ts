@@ -2,7 +2,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelError } from '../../src/errors.js';
+import { ModelError } from '../../src/core/errors.js';
 import { parseBlipConfig, readBlipConfig } from '../../src/model/config.js';
 
 const FIX = 'test/fixtures/blip-tiny';

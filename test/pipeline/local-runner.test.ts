@@ -4,12 +4,12 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
+import { runOptions } from '../../src/core/options.js';
+import type { OutputRecord, RunOptions } from '../../src/core/types.js';
 import { Filter } from '../../src/filter/filter.js';
 import { Storage } from '../../src/io/location.js';
 import { blipAnnotations, refilter } from '../../src/pipeline/dataset.js';
 import { runLocal } from '../../src/pipeline/local-runner.js';
-import { runOptions } from '../../src/pipeline/options.js';
-import type { OutputRecord, RunOptions } from '../../src/pipeline/types.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
 

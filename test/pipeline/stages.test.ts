@@ -2,12 +2,12 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
+import { runOptions } from '../../src/core/options.js';
+import type { PairRef } from '../../src/core/types.js';
 import { Filter } from '../../src/filter/filter.js';
 import { decodeImage } from '../../src/io/image.js';
 import { Storage } from '../../src/io/location.js';
-import { runOptions } from '../../src/pipeline/options.js';
 import { loadSamples } from '../../src/pipeline/stages.js';
-import type { PairRef } from '../../src/pipeline/types.js';
 import { FIXTURE, importTinyModels, type TinyModels } from '../helpers/models.js';
 
 describe('loadSamples', () => {

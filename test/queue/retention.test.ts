@@ -2,8 +2,8 @@ import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSyn
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, expect, it } from 'vitest';
+import { runOptions } from '../../src/core/options.js';
 import { Storage } from '../../src/io/location.js';
-import { runOptions } from '../../src/pipeline/options.js';
 import { openQueueContext, type QueueContext } from '../../src/queue/context.js';
 import { DEFAULT_SHARD_JOB_POLICY } from '../../src/queue/job-options.js';
 import { runKey } from '../../src/queue/names.js';

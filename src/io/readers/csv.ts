@@ -1,5 +1,5 @@
 import { type Info, parse } from 'csv-parse';
-import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
+import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
 import type { Storage } from '../location.js';
 import { openText } from './jsonl.js';
 import { badRow, rowPosition, rowToPair, shardRows } from './row.js';

@@ -1,5 +1,5 @@
-import { errorMessage } from '../../errors.js';
-import type { PairRef, ShardRef } from '../../pipeline/types.js';
+import { errorMessage } from '../../core/errors.js';
+import type { PairRef, ShardRef } from '../../core/types.js';
 import type { ObjectInfo, Storage } from '../location.js';
 import { IMAGE_EXTENSIONS } from './webdataset.js';
 

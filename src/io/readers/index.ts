@@ -1,7 +1,7 @@
-import { UsageError } from '../../errors.js';
-import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
+import { UsageError } from '../../core/errors.js';
+import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
+import { fileKeyOf } from '../../pipeline/plan.js';
 import { baseName, type Storage } from '../location.js';
-import { fileKeyOf } from '../shards.js';
 import { delimiterOf, readCsv } from './csv.js';
 import { readFolder } from './folder.js';
 import { readJsonl } from './jsonl.js';

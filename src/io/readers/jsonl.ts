@@ -1,8 +1,8 @@
 import { createInterface } from 'node:readline';
 import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
-import { errorMessage } from '../../errors.js';
-import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
+import { errorMessage } from '../../core/errors.js';
+import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
 import type { Storage } from '../location.js';
 import { badRow, type RowPosition, rowPosition, rowToPair, shardRows } from './row.js';
 

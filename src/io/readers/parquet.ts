@@ -1,6 +1,6 @@
 import { type AsyncBuffer, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
-import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
+import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
 import type { Storage } from '../location.js';
 import { rowPosition, rowToPair } from './row.js';
 

@@ -1,4 +1,4 @@
-import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
+import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
 import { resolveRef } from '../location.js';
 
 const IMAGE_FALLBACKS = ['url', 'path', 'key'];

@@ -1,6 +1,6 @@
 import { extract, type Header } from 'tar-stream';
-import { errorMessage } from '../../errors.js';
-import type { InputOptions, PairRef, ShardRef } from '../../pipeline/types.js';
+import { errorMessage } from '../../core/errors.js';
+import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
 import type { Storage } from '../location.js';
 import { gunzip } from './jsonl.js';
 

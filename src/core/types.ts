@@ -1,0 +1,210 @@
+/**
+ * The typed values that flow between pipeline stages. The local runner and the BullMQ workers
+ * compose the same stage functions over these types; everything a queued job carries
+ * (ShardRef, RunOptions) is plain JSON.
+ */
+import type { Caption, DecodingOptions } from './decoding.js';
+import type { RejectReason } from './errors.js';
+import type { FilterOptions, TextScore } from './filtering.js';
+
+/** Input formats capfilt reads. */
+export type InputFormat = 'jsonl' | 'csv' | 'tsv' | 'parquet' | 'webdataset' | 'folder';
+
+/**
+ * One unit of work, named by a stable id derived from the input (file name, or manifest name +
+ * row range). JSON-serialisable: it is what a queue job carries.
+ */
+export interface ShardRef {
+  id: string;
+  format: InputFormat;
+  /** The file the shard reads (manifest, tar, parquet), or the folder/prefix for 'folder'. */
+  uri: string;
+  /** Row range [rowStart, rowEnd) within the file (manifests, parquet) or the sorted image listing (folder). */
+  rowStart?: number;
+  rowEnd?: number;
+  /** Human-annotated pairs: written unfiltered, marked human. */
+  human?: boolean;
+}
+
+/** Where a pair's image bytes come from. */
+export type ImageRef =
+  /** Bytes already in hand (a tar member). */
+  | { kind: 'inline'; bytes: Uint8Array; name: string }
+  /** A location: absolute local path, s3://bucket/key or http(s) URL. */
+  | { kind: 'location'; uri: string };
+
+/** A pair as a reader yields it. `invalid` marks a row that becomes a rejected record as is. */
+export interface PairRef {
+  key: string;
+  shardId: string;
+  /** Position within the shard, 0-based, counting every pair including invalid ones. */
+  index: number;
+  /** Human-readable source reference written into the record (URL, path, tar#member). */
+  source: string;
+  image: ImageRef | null;
+  text: string | null;
+  meta: Record<string, unknown>;
+  human?: boolean;
+  invalid?: { reason: RejectReason; message: string };
+}
+
+/** Why a sample left the model path. */
+export interface Rejection {
+  reason: RejectReason;
+  message: string;
+}
+
+/** After fetch + decode: model-ready pixels or a rejection. */
+export interface LoadedSample {
+  ref: PairRef;
+  width?: number;
+  height?: number;
+  /** Pixel tensors per engine (the two models may use different sizes/normalisation). */
+  captionerPixels?: Float32Array;
+  filterPixels?: Float32Array;
+  rejection?: Rejection;
+}
+
+export interface CaptionedSample extends LoadedSample {
+  captions: Caption[];
+}
+
+export interface ScoredSample extends CaptionedSample {
+  /** Null when the pair has no web text to score (never for valid pairs; kept for human pairs). */
+  webScore: TextScore | null;
+  syntheticScores: TextScore[];
+}
+
+/** Which engines and options produced a record (provenance). */
+export interface RecordModels {
+  captioner: string | null;
+  filter: string | null;
+}
+
+export interface RecordOptions {
+  threshold: number;
+  consider: FilterOptions['consider'];
+  top_k_texts: number;
+  first_token: FilterOptions['firstToken'];
+  normalize_web_text: boolean;
+  strategy: DecodingOptions['strategy'];
+  top_p: number;
+  top_k: number;
+  repetition_penalty: number;
+  num_beams: number;
+  max_length: number;
+  min_length: number;
+  prompt: string;
+  num_captions: number;
+  seed: number;
+}
+
+export interface WebTextResult {
+  text: string;
+  itm: number | null;
+  itc: number | null;
+  kept: boolean;
+}
+
+export interface SyntheticTextResult {
+  text: string;
+  token_ids: number[];
+  itm: number;
+  itc: number;
+  kept: boolean;
+}
+
+/** One output line; one per input pair. snake_case: it is a dataset file format (see README). */
+export interface OutputRecord {
+  key: string;
+  source: string;
+  shard: string;
+  index: number;
+  width: number | null;
+  height: number | null;
+  web: WebTextResult | null;
+  synthetic: SyntheticTextResult[];
+  /** Kept texts: the bootstrapped result for this image. */
+  texts: string[];
+  status: 'ok' | 'rejected';
+  reason: RejectReason | null;
+  error: string | null;
+  human: boolean;
+  models: RecordModels;
+  options: RecordOptions;
+}
+
+/** How inputs are read and images fetched/decoded. */
+export interface InputOptions {
+  /** Column (or JSON field) holding the image reference; falls back to url/path/key. */
+  imageColumn: string;
+  /** Column holding the text; falls back to text. */
+  textColumn: string;
+  /** Pairs per shard for manifests (JSONL/CSV/TSV) and image folders. */
+  shardSize: number;
+}
+
+export interface FetchLimits {
+  /** Refuse images larger than this many bytes (download or file). */
+  maxBytes: number;
+  /** Refuse images with more pixels than this (decompression bombs). */
+  maxPixels: number;
+  decodeTimeoutMs: number;
+  fetchTimeoutMs: number;
+  fetchRetries: number;
+  /** Allow URLs that resolve to loopback/private/link-local addresses (tests, trusted intranets). */
+  allowPrivateNetwork: boolean;
+  /** Concurrent fetch+decode operations per batch. */
+  concurrency: number;
+}
+
+export interface OutputOptions {
+  compression: 'none' | 'gzip';
+}
+
+/** Every option of a run, parsed once by the CLI, stored with a queued run, written into records. */
+export interface RunOptions {
+  decoding: DecodingOptions;
+  filter: FilterOptions;
+  input: InputOptions;
+  limits: FetchLimits;
+  output: OutputOptions;
+  /** Samples per model call. */
+  batchSize: number;
+}
+
+/** Per-stage wall time in milliseconds, summed over the shard. Stages overlap (prefetch). */
+export interface StageTimings {
+  read: number;
+  decode: number;
+  caption: number;
+  filter: number;
+  write: number;
+}
+
+/** Contents of part-<shard>.stats.json: the completion marker, written last. */
+export interface ShardStats {
+  shard: ShardRef;
+  records: number;
+  status: { ok: number; rejected: number };
+  reasons: Partial<Record<RejectReason, number>>;
+  /** Capped counter of distinct error messages (img2dataset's status_dict). */
+  errors: Record<string, number>;
+  kept: {
+    /** Records with at least one kept text. */
+    records: number;
+    web: number;
+    synthetic: number;
+    human: number;
+    texts: number;
+  };
+  /** 10 bins over [0, 1] of ITM match probability. */
+  itmHistogram: { web: number[]; synthetic: number[] };
+  timingsMs: StageTimings;
+  wallMs: number;
+  samplesPerSecond: number;
+  models: RecordModels;
+  options: RecordOptions;
+  startedAt: string;
+  finishedAt: string;
+}

@@ -1,0 +1,106 @@
+import type { BlipConfig } from '../../config.js';
+import type { WeightMap } from '../../tensor.js';
+import { GraphBuilder } from '../onnx/graph-builder.js';
+import { Blocks } from './blocks.js';
+import { crossKeyValues, type LayerCache, positionsAfter, textTransformer } from './text.js';
+import { visionEncoder } from './vision.js';
+
+export type WeightType = 'float32' | 'float16';
+
+const DECODER = 'text_decoder.bert.';
+const HEAD = 'text_decoder.cls.predictions.';
+
+/** pixel_values [B,3,H,W] → image_embeds [B,N,Dv]. */
+export function buildVisionGraph(cfg: BlipConfig, weights: WeightMap, weightType: WeightType): GraphBuilder {
+  const g = new GraphBuilder('vision', weightType);
+  const b = new Blocks(g, weights);
+  const v = cfg.vision;
+  const pixels = g.input('pixel_values', 'float32', ['batch', v.numChannels, v.imageSize, v.imageSize]);
+  const embeds = visionEncoder(b, v, pixels);
+  const n = (v.imageSize / v.patchSize) ** 2 + 1;
+  g.output(embeds, 'image_embeds', 'float32', ['batch', n, v.hiddenSize]);
+  if (cfg.kind === 'filter') {
+    // ITC image side: normalize(vision_proj(image_embeds[:, 0])).
+    const feat = b.l2Normalize(b.linear(b.firstToken(embeds), ['vision_proj']));
+    g.output(feat, 'image_feat', 'float32', ['batch', cfg.imageTextHiddenSize]);
+  }
+  return g;
+}
+
+/** image_embeds → cross_key.{l}, cross_value.{l} [B,H,N,hd] for every text layer. */
+export function buildCrossKvGraph(cfg: BlipConfig, weights: WeightMap, weightType: WeightType): GraphBuilder {
+  const g = new GraphBuilder('cross_kv', weightType);
+  const b = new Blocks(g, weights);
+  const t = cfg.text;
+  const n = (cfg.vision.imageSize / cfg.vision.patchSize) ** 2 + 1;
+  const embeds = g.input('image_embeds', 'float32', ['batch', n, cfg.vision.hiddenSize]);
+  const prefix = cfg.kind === 'captioner' ? DECODER : 'text_encoder.';
+  const hd = t.hiddenSize / t.numHeads;
+  crossKeyValues(b, t, embeds, prefix).forEach((c, i) => {
+    g.output(c.key, `cross_key.${i}`, 'float32', ['batch', t.numHeads, n, hd]);
+    g.output(c.value, `cross_value.${i}`, 'float32', ['batch', t.numHeads, n, hd]);
+  });
+  return g;
+}
+
+export function crossInputs(g: GraphBuilder, cfg: BlipConfig, batch: string): LayerCache[] {
+  const t = cfg.text;
+  const n = (cfg.vision.imageSize / cfg.vision.patchSize) ** 2 + 1;
+  const hd = t.hiddenSize / t.numHeads;
+  return Array.from({ length: t.numLayers }, (_, i) => ({
+    key: g.input(`cross_key.${i}`, 'float32', [batch, t.numHeads, n, hd]),
+    value: g.input(`cross_value.${i}`, 'float32', [batch, t.numHeads, n, hd]),
+  }));
+}
+
+/**
+ * One decoding step with a self-attention KV cache: input_ids [B,S] after P cached positions →
+ * next-token logits [B,V] of the last position, and present keys/values [B,H,P+S,hd].
+ */
+export function buildDecoderGraph(cfg: BlipConfig, weights: WeightMap, weightType: WeightType): GraphBuilder {
+  const g = new GraphBuilder('decoder', weightType);
+  const b = new Blocks(g, weights);
+  const t = cfg.text;
+  const hd = t.hiddenSize / t.numHeads;
+  const ids = g.input('input_ids', 'int64', ['batch', 'new']);
+  const past: LayerCache[] = Array.from({ length: t.numLayers }, (_, i) => ({
+    key: g.input(`past_key.${i}`, 'float32', ['batch', t.numHeads, 'past', hd]),
+    value: g.input(`past_value.${i}`, 'float32', ['batch', t.numHeads, 'past', hd]),
+  }));
+  const cross = crossInputs(g, cfg, 'batch');
+  const { hidden, present } = textTransformer(b, t, ids, {
+    prefix: DECODER,
+    positions: positionsAfter(b, ids, past[0].key),
+    causal: true,
+    past,
+    cross,
+  });
+  const last = g.op('Gather', [hidden, g.constInt64([-1], [])], { axis: 1 });
+  // BERT LM head: dense → GELU → LayerNorm → decoder (tied to the word embeddings in BLIP).
+  const transformed = b.layerNorm(
+    b.gelu(b.linear(last, [`${HEAD}transform.dense`])),
+    `${HEAD}transform.LayerNorm`,
+    t.layerNormEps,
+  );
+  const decoderWeight = b.has(`${HEAD}decoder.weight`)
+    ? `${HEAD}decoder.weight`
+    : `${DECODER}embeddings.word_embeddings.weight`;
+  const biasKey = b.has(`${HEAD}bias`) ? `${HEAD}bias` : `${HEAD}decoder.bias`;
+  const logits = linearFrom(b, transformed, decoderWeight, biasKey);
+  g.output(logits, 'logits', 'float32', ['batch', t.vocabSize]);
+  present.forEach((c, i) => {
+    g.output(c.key, `present_key.${i}`, 'float32', ['batch', t.numHeads, 'total', hd]);
+    g.output(c.value, `present_value.${i}`, 'float32', ['batch', t.numHeads, 'total', hd]);
+  });
+  return g;
+}
+
+/** A linear layer whose weight and bias live under unrelated keys (the tied LM head). */
+function linearFrom(b: Blocks, x: string, weightKey: string, biasKey: string): string {
+  const w = b.tensor(weightKey);
+  const [out, inDim] = w.shape;
+  const wt = new Float32Array(inDim * out);
+  for (let o = 0; o < out; o++) for (let i = 0; i < inDim; i++) wt[i * out + o] = w.data[o * inDim + i];
+  const wName = b.g.weight('lm_head.weight_t', [inDim, out], wt);
+  return b.g.op('Add', [b.g.op('MatMul', [x, wName]), b.param(biasKey)]);
+}

@@ -1,0 +1,158 @@
+import { basename } from 'node:path';
+import type * as ort from 'onnxruntime-node';
+import { UsageError } from '../../core/errors.js';
+import type { RgbImage } from '../../io/image.js';
+import type { ModelKind } from '../config.js';
+import { type ModelManifest, readManifest } from '../manifest.js';
+import { CrossCache } from './cross-cache.js';
+import { preprocessImage } from './preprocess.js';
+import { float32, openSessions, type ResolvedDevice, type RuntimeOptions, releaseAll } from './runtime.js';
+import { BertTokenizer } from './tokenizer.js';
+
+export interface EngineOptions extends RuntimeOptions {
+  /**
+   * Decoder rows (images × captions or beams) and ITM images per call (default 16): the decoder
+   * is bound by reading its weights, so it wants many rows at once.
+   */
+  batchSize?: number;
+  /**
+   * Images per vision-encoder call (default 2). On CPUs larger ViT batches run slower per image
+   * (their activations leave the cache), while the decoder wants many rows; so they differ.
+   */
+  visionBatchSize?: number;
+}
+
+/** What a converted model directory gives an engine once loaded. */
+export interface LoadedModel {
+  manifest: ModelManifest;
+  modelId: string;
+  device: ResolvedDevice;
+  sessions: Record<string, ort.InferenceSession>;
+  tokenizer: BertTokenizer;
+  batchSize: number;
+  visionBatchSize: number;
+  warn: (message: string) => void;
+}
+
+export async function loadModel(
+  modelDir: string,
+  kind: ModelKind,
+  roles: string[],
+  options: EngineOptions,
+): Promise<LoadedModel> {
+  const manifest = await readManifest(modelDir);
+  if (manifest.kind !== kind) throw new UsageError(`${modelDir} is a ${manifest.kind}, not a ${kind}`);
+  const tokenizer = await BertTokenizer.fromDir(modelDir, manifest.specialIds);
+  const { sessions, device } = await openSessions(modelDir, manifest, roles, options);
+  return {
+    manifest,
+    modelId: manifest.source.name ?? basename(modelDir),
+    device,
+    sessions,
+    tokenizer,
+    batchSize: options.batchSize ?? 16,
+    visionBatchSize: options.visionBatchSize ?? 2,
+    warn: options.onWarning ?? ((m: string) => process.stderr.write(`capfilt: ${m}\n`)),
+  };
+}
+
+/**
+ * What the captioner and the filter share: a converted model's sessions, its preprocessing, and
+ * the image side (vision encoder, then the cross-attention keys/values of every text layer).
+ */
+export abstract class BlipEngine {
+  readonly manifest: ModelManifest;
+  readonly modelId: string;
+  readonly device: ResolvedDevice;
+  protected readonly sessions: Record<string, ort.InferenceSession>;
+  protected readonly tokenizer: BertTokenizer;
+  protected readonly batchSize: number;
+  protected readonly visionBatchSize: number;
+  protected readonly warn: (message: string) => void;
+  /** Cross-attention keys/values of the batch in hand, reused from batch to batch. */
+  protected readonly crossCache: CrossCache;
+  private queue: Promise<unknown> = Promise.resolve();
+
+  protected constructor(model: LoadedModel) {
+    this.manifest = model.manifest;
+    this.modelId = model.modelId;
+    this.device = model.device;
+    this.sessions = model.sessions;
+    this.tokenizer = model.tokenizer;
+    this.batchSize = model.batchSize;
+    this.visionBatchSize = model.visionBatchSize;
+    this.warn = model.warn;
+    const t = model.manifest.text;
+    this.crossCache = new CrossCache(
+      t.numLayers,
+      t.numHeads,
+      model.manifest.imageTokens,
+      t.hiddenSize / t.numHeads,
+    );
+  }
+
+  /** Run `work` alone: batches share the engine's buffers, so calls queue instead of overlapping. */
+  protected exclusive<T>(work: () => Promise<T>): Promise<T> {
+    const run = this.queue.then(work, work);
+    this.queue = run.catch(() => {});
+    return run;
+  }
+
+  /** This model's input tensor for a decoded image (resize, rescale, normalise; CHW). */
+  pixels(image: RgbImage): Float32Array {
+    return preprocessImage(image, this.manifest.image);
+  }
+
+  /**
+   * The image side of a batch: image_embeds [B*N*Dv] (and the filter's normalised image_feat),
+   * with the cross-attention keys/values written into crossCache rows, `rowsPerImage` adjacent
+   * rows per image (repeat_interleave, as generate() expands inputs for beams and samples).
+   */
+  protected async encodeImages(
+    samples: readonly { pixels: Float32Array }[],
+    rowsPerImage = 1,
+  ): Promise<{ imageEmbeds: Float32Array; imageFeat: Float32Array | null }> {
+    const { imageSize, numChannels, hiddenSize } = this.manifest.vision;
+    const plane = numChannels * imageSize * imageSize;
+    const embedSize = this.manifest.imageTokens * hiddenSize;
+    const featSize = this.manifest.imageTextHiddenSize;
+    const imageEmbeds = new Float32Array(samples.length * embedSize);
+    const imageFeat = this.manifest.kind === 'filter' ? new Float32Array(samples.length * featSize) : null;
+    this.crossCache.reserve(samples.length * rowsPerImage);
+    for (let first = 0; first < samples.length; first += this.visionBatchSize) {
+      const part = samples.slice(first, first + this.visionBatchSize);
+      const pixels = new Float32Array(part.length * plane);
+      part.forEach((s, i) => {
+        pixels.set(s.pixels, i * plane);
+      });
+      const vision = await this.sessions.vision.run({
+        pixel_values: float32(pixels, [part.length, numChannels, imageSize, imageSize]),
+      });
+      imageEmbeds.set(vision.image_embeds.data as Float32Array, first * embedSize);
+      imageFeat?.set(vision.image_feat.data as Float32Array, first * featSize);
+      if (rowsPerImage === 1) {
+        await this.sessions.cross_kv.run(
+          { image_embeds: vision.image_embeds },
+          this.crossCache.fetches(first, part.length),
+        );
+        continue;
+      }
+      const embeds = vision.image_embeds.data as Float32Array;
+      for (let i = 0; i < part.length; i++) {
+        const row = (first + i) * rowsPerImage;
+        const one = float32(embeds.subarray(i * embedSize, (i + 1) * embedSize), [
+          1,
+          this.manifest.imageTokens,
+          hiddenSize,
+        ]);
+        await this.sessions.cross_kv.run({ image_embeds: one }, this.crossCache.fetches(row, 1));
+        this.crossCache.repeatRow(row, row + 1, rowsPerImage - 1);
+      }
+    }
+    return { imageEmbeds, imageFeat };
+  }
+
+  async close(): Promise<void> {
+    await releaseAll(this.sessions);
+  }
+}

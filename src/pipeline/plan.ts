@@ -1,0 +1,111 @@
+import { UsageError } from '../core/errors.js';
+import type { InputFormat, ShardRef } from '../core/types.js';
+import { baseName, NotFoundError, relativeUri, type Storage } from '../io/location.js';
+import { countCsvRows, delimiterOf } from '../io/readers/csv.js';
+import { folderImages, hidden } from '../io/readers/folder.js';
+import { countJsonlRows } from '../io/readers/jsonl.js';
+import { countParquetRows } from '../io/readers/parquet.js';
+import { IMAGE_EXTENSIONS } from '../io/readers/webdataset.js';
+
+/** The format a file name announces, or null (images and sidecars are not manifests). */
+export function formatOf(name: string): Exclude<InputFormat, 'folder'> | null {
+  const lower = name.toLowerCase();
+  if (lower.endsWith('.tar') || lower.endsWith('.tar.gz') || lower.endsWith('.tgz')) return 'webdataset';
+  const n = lower.replace(/\.gz$/, '');
+  if (n.endsWith('.jsonl') || n.endsWith('.ndjson')) return 'jsonl';
+  if (n.endsWith('.csv')) return 'csv';
+  if (n.endsWith('.tsv')) return 'tsv';
+  if (n.endsWith('.parquet')) return 'parquet';
+  return null;
+}
+
+/** A file-system-safe, stable name for an input file: its path under the input root, extension dropped. */
+export function fileKeyOf(relPath: string): string {
+  const noExt = relPath.replace(/\.gz$/i, '').replace(/\.(jsonl|ndjson|csv|tsv|parquet|tar|tgz)$/i, '');
+  return noExt.replace(/[^A-Za-z0-9._-]+/g, '_').replace(/^[._]+/, '') || 'input';
+}
+
+export interface PlannedShard {
+  shard: ShardRef;
+  /** Pairs the shard holds, when known before reading (tars are only counted by reading). */
+  pairs: number | null;
+}
+
+export interface PlanOptions {
+  shardSize: number;
+  human?: boolean;
+}
+
+async function countRows(storage: Storage, uri: string, format: 'jsonl' | 'csv' | 'tsv'): Promise<number> {
+  return format === 'jsonl' ? countJsonlRows(storage, uri) : countCsvRows(storage, uri, delimiterOf(format));
+}
+
+function rowRanges(prefix: string, base: Omit<ShardRef, 'id'>, rows: number, size: number): PlannedShard[] {
+  const out: PlannedShard[] = [];
+  for (let start = 0; start < rows; start += size) {
+    const end = Math.min(rows, start + size);
+    out.push({
+      shard: { ...base, id: `${prefix}-${start}-${end}`, rowStart: start, rowEnd: end },
+      pairs: end - start,
+    });
+  }
+  return out;
+}
+
+/**
+ * Cuts an input (a file, or a folder/prefix of files) into shards with ids that depend only on
+ * the input and the shard size: one shard per tar or parquet file, `shardSize` rows per shard of
+ * a JSONL/CSV/TSV manifest, `shardSize` images per shard of an image folder.
+ */
+export async function planShards(
+  storage: Storage,
+  input: string,
+  options: PlanOptions,
+): Promise<PlannedShard[]> {
+  if (!Number.isInteger(options.shardSize) || options.shardSize < 1) {
+    throw new UsageError(`shard size must be a positive integer (got ${options.shardSize})`);
+  }
+  const kind = await storage.kind(input);
+  if (kind === null) throw new NotFoundError(input);
+  const files =
+    kind === 'file' ? [{ uri: input, relPath: baseName(input), size: 0 }] : await storage.list(input);
+  const inputs = files.filter((f) => formatOf(f.relPath) !== null && !hidden(f.relPath));
+  const prefix = options.human ? 'human-' : '';
+  const planned: PlannedShard[] = [];
+  const seen = new Set<string>();
+  for (const f of inputs) {
+    const format = formatOf(f.relPath) as Exclude<InputFormat, 'folder'>;
+    let key = prefix + fileKeyOf(kind === 'file' ? baseName(f.uri) : relativeUri(input, f.uri));
+    if (seen.has(key)) key = prefix + f.relPath.replace(/[^A-Za-z0-9._-]+/g, '_');
+    seen.add(key);
+    const base = { format, uri: f.uri, ...(options.human ? { human: true } : {}) };
+    if (format === 'webdataset') planned.push({ shard: { ...base, id: key }, pairs: null });
+    // The footer alone gives the row count: progress then has a pair total with Parquet inputs too.
+    else if (format === 'parquet')
+      planned.push({ shard: { ...base, id: key }, pairs: await countParquetRows(storage, f.uri) });
+    else planned.push(...rowRanges(key, base, await countRows(storage, f.uri, format), options.shardSize));
+  }
+  if (inputs.length === 0 && kind === 'folder') {
+    const images = folderImages(files);
+    if (images.length === 0)
+      throw new UsageError(`${input} holds no manifests, tars, parquet files or images`);
+    const key = prefix + (fileKeyOf(baseName(input)) || 'images');
+    planned.push(
+      ...rowRanges(
+        key,
+        { format: 'folder', uri: input, ...(options.human ? { human: true } : {}) },
+        images.length,
+        options.shardSize,
+      ),
+    );
+  }
+  if (planned.length === 0) {
+    const ext = baseName(input).split('.').pop() ?? '';
+    throw new UsageError(
+      IMAGE_EXTENSIONS.has(ext.toLowerCase())
+        ? `${input} is a single image; pass its folder`
+        : `${input}: no readable input (JSONL, CSV, TSV, Parquet, WebDataset tar or an image folder)`,
+    );
+  }
+  return planned;
+}
