@@ -1,6 +1,6 @@
 import { parseArgs } from 'node:util';
 import { Captioner } from '../src/captioner/captioner.js';
-import { CAPFILT_DECODING } from '../src/core/decoding.js';
+import { CAPFILT_DECODING } from '../src/core/defaults.js';
 import { Filter } from '../src/filter/filter.js';
 import type { RandomPreset } from '../src/model/convert/random.js';
 import { benchModels, syntheticPixels } from './models.js';

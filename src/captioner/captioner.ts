@@ -1,5 +1,5 @@
-import type { Caption, DecodingOptions } from '../core/decoding.js';
 import { UsageError } from '../core/errors.js';
+import type { Caption, DecodingOptions } from '../core/types.js';
 import { mapBatches } from '../model/runtime/batching.js';
 import { BlipEngine, type EngineOptions, loadModel } from '../model/runtime/engine.js';
 import { DecoderRun } from './decoder-session.js';

@@ -54,7 +54,7 @@ export function registerDataset(program: Command): void {
           storage,
           o.input,
           o.output,
-          { threshold: o.threshold, consider: o.consider, topK: o.keepTop },
+          { threshold: o.threshold, consider: o.consider, keepTop: o.keepTop },
           o.gzip ? 'gzip' : 'none',
         );
         process.stdout.write(

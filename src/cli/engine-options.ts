@@ -1,7 +1,7 @@
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import type { EngineOptions } from '../captioner/captioner.js';
-import { CAPFILT_DECODING, type DecodingOptions } from '../core/decoding.js';
-import { CAPFILT_FILTER, type FilterOptions } from '../core/filtering.js';
+import { CAPFILT_DECODING, CAPFILT_FILTER } from '../core/defaults.js';
+import type { DecodingOptions, FilterOptions } from '../core/types.js';
 
 /**
  * The decoding, filter and device options every command that runs the models shares (caption,
@@ -84,7 +84,7 @@ export function addFilterOptions(cmd: Command, withThreshold = true): Command {
           .choices(['web', 'synthetic', 'both'])
           .default(f.consider),
       )
-      .option('--keep-top <k>', 'keep at most k texts per image, best first (0: all)', intArg, f.topK)
+      .option('--keep-top <k>', 'keep at most k texts per image, best first (0: all)', intArg, f.keepTop)
       .option('--no-normalize', 'score web text as is, without BLIP pre_caption');
   }
   return cmd
@@ -113,7 +113,7 @@ export function filterFromCli(o: FilterCli): FilterOptions {
   return {
     threshold: o.threshold ?? f.threshold,
     consider: o.consider ?? f.consider,
-    topK: o.keepTop ?? f.topK,
+    keepTop: o.keepTop ?? f.keepTop,
     normalizeWebText: o.normalize ?? f.normalizeWebText,
     firstToken: o.firstToken,
     maxTextLength: o.maxTextLength,

@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { Captioner } from '../captioner/captioner.js';
 import { UsageError } from '../core/errors.js';
+import type { RgbImage } from '../core/types.js';
 import { decideTexts } from '../filter/decision.js';
 import { Filter } from '../filter/filter.js';
 import { preCaption } from '../filter/normalize.js';
@@ -21,7 +22,7 @@ import {
 } from './engine-options.js';
 
 interface PixelSource {
-  pixels(image: import('../io/image.js').RgbImage): Float32Array;
+  pixels(image: RgbImage): Float32Array;
   readonly manifest: ModelManifest;
 }
 

@@ -1,8 +1,8 @@
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
+import { DEFAULT_RUN_OPTIONS } from '../core/defaults.js';
 import { UsageError } from '../core/errors.js';
-import { DEFAULT_RUN_OPTIONS } from '../core/options.js';
 import type { RunOptions } from '../core/types.js';
 import { Storage } from '../io/location.js';
 import type { S3Options } from '../io/s3.js';

@@ -1,23 +1,5 @@
-import { CAPFILT_DECODING } from './decoding.js';
-import { CAPFILT_FILTER } from './filtering.js';
+import { DEFAULT_RUN_OPTIONS } from './defaults.js';
 import type { RecordOptions, RunOptions } from './types.js';
-
-export const DEFAULT_RUN_OPTIONS: RunOptions = {
-  decoding: CAPFILT_DECODING,
-  filter: CAPFILT_FILTER,
-  input: { imageColumn: 'image', textColumn: 'caption', shardSize: 10_000 },
-  limits: {
-    maxBytes: 64 << 20,
-    maxPixels: 100_000_000,
-    decodeTimeoutMs: 30_000,
-    fetchTimeoutMs: 20_000,
-    fetchRetries: 2,
-    allowPrivateNetwork: false,
-    concurrency: 16,
-  },
-  output: { compression: 'none' },
-  batchSize: 16,
-};
 
 /** A full RunOptions from partial overrides (one level deep), defaults being the paper's. */
 export function runOptions(
@@ -46,7 +28,7 @@ export function recordOptions(o: RunOptions): RecordOptions {
   return {
     threshold: o.filter.threshold,
     consider: o.filter.consider,
-    top_k_texts: o.filter.topK,
+    top_k_texts: o.filter.keepTop,
     first_token: o.filter.firstToken,
     normalize_web_text: o.filter.normalizeWebText,
     strategy: o.decoding.strategy,

@@ -3,9 +3,61 @@
  * compose the same stage functions over these types; everything a queued job carries
  * (ShardRef, RunOptions) is plain JSON.
  */
-import type { Caption, DecodingOptions } from './decoding.js';
 import type { RejectReason } from './errors.js';
-import type { FilterOptions, TextScore } from './filtering.js';
+
+/** How captions are decoded. Defaults are BLIP CapFilt's (generate(sample=True) in salesforce/BLIP). */
+export interface DecodingOptions {
+  strategy: 'nucleus' | 'greedy' | 'beam';
+  topP: number;
+  topK: number;
+  repetitionPenalty: number;
+  numBeams: number;
+  /** Whole decoder sequence length, counting [DEC] and the prompt ids, as Hugging Face counts it. */
+  maxLength: number;
+  minLength: number;
+  /** Text prompt; "" means no prompt (the sequence starts with [DEC] alone). */
+  prompt: string;
+  numCaptions: number;
+  seed: number;
+  temperature: number;
+}
+
+/** One synthetic caption. */
+export interface Caption {
+  /** Decoded text with the prompt removed. */
+  text: string;
+  /** The whole decoder sequence as Hugging Face returns it: [DEC], prompt ids, generated ids. */
+  tokenIds: number[];
+}
+
+/** How texts are scored and which survive. Defaults are BLIP's. */
+export interface FilterOptions {
+  /** A text is kept iff its ITM match probability is strictly greater than this. */
+  threshold: number;
+  /** Which texts may be kept: the web text, the synthetic captions, or both. */
+  consider: 'web' | 'synthetic' | 'both';
+  /** Keep at most this many texts per image, best ITM first (0: no limit). */
+  keepTop: number;
+  /** First token of the ITM input: [ENC] as BLIP was fine-tuned, or [CLS] as Hugging Face does. */
+  firstToken: 'enc' | 'cls';
+  /** Apply BLIP's pre_caption normalisation to web text before scoring (output keeps the original). */
+  normalizeWebText: boolean;
+  /** Token budget of the ITM/ITC text input, [CLS]/[ENC] and [SEP] included (BLIP uses 35). */
+  maxTextLength: number;
+}
+
+/** ITM match probability and ITC cosine similarity of one text against one image. */
+export interface TextScore {
+  itm: number;
+  itc: number;
+}
+
+/** 8-bit RGB pixels, row-major HWC, 3 bytes per pixel. */
+export interface RgbImage {
+  width: number;
+  height: number;
+  data: Uint8Array;
+}
 
 /** Input formats capfilt reads. */
 export type InputFormat = 'jsonl' | 'csv' | 'tsv' | 'parquet' | 'webdataset' | 'folder';

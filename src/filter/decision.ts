@@ -1,4 +1,4 @@
-import type { FilterOptions, TextScore } from '../core/filtering.js';
+import type { FilterOptions, TextScore } from '../core/types.js';
 
 export interface ScoredText {
   text: string;
@@ -20,17 +20,17 @@ export interface Decision {
   texts: string[];
 }
 
-export type DecisionOptions = Pick<FilterOptions, 'threshold' | 'consider' | 'topK'>;
+export type DecisionOptions = Pick<FilterOptions, 'threshold' | 'consider' | 'keepTop'>;
 
 /**
  * CapFilt's filter decision: a text survives iff its ITM match probability is strictly above the
- * threshold and its kind is considered; with topK > 0 only the topK best by ITM survive (ties go to
+ * threshold and its kind is considered; with keepTop > 0 only the keepTop best by ITM survive (ties go to
  * the web text, then to earlier captions). NaN scores never pass.
  */
 export function decideTexts(input: DecisionInput, options: DecisionOptions): Decision {
-  const { threshold, consider, topK } = options;
-  if (!Number.isInteger(topK) || topK < 0)
-    throw new RangeError(`topK must be a non-negative integer, got ${topK}`);
+  const { threshold, consider, keepTop } = options;
+  if (!Number.isInteger(keepTop) || keepTop < 0)
+    throw new RangeError(`keepTop must be a non-negative integer, got ${keepTop}`);
   const webConsidered = consider === 'web' || consider === 'both';
   const synConsidered = consider === 'synthetic' || consider === 'both';
 
@@ -45,7 +45,7 @@ export function decideTexts(input: DecisionInput, options: DecisionOptions): Dec
     });
   }
   // Array.prototype.sort is stable, so equal scores keep the tie-break order above.
-  const kept = topK > 0 ? candidates.sort((a, b) => b.itm - a.itm).slice(0, topK) : candidates;
+  const kept = keepTop > 0 ? candidates.sort((a, b) => b.itm - a.itm).slice(0, keepTop) : candidates;
   const keptSet = new Set(kept.map((c) => c.index));
 
   const webKept = input.web !== null && keptSet.has(-1);

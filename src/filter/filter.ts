@@ -1,6 +1,6 @@
 import type * as ort from 'onnxruntime-node';
 import { UsageError } from '../core/errors.js';
-import type { FilterOptions, TextScore } from '../core/filtering.js';
+import type { FilterOptions, TextScore } from '../core/types.js';
 import { chunks, mapBatches } from '../model/runtime/batching.js';
 import { BlipEngine, type EngineOptions, loadModel } from '../model/runtime/engine.js';
 import { int64 } from '../model/runtime/runtime.js';

@@ -1,15 +1,10 @@
 import sharp, { type SharpOptions } from 'sharp';
+import { DEFAULT_LIMITS } from '../core/defaults.js';
 import { SampleError } from '../core/errors.js';
+import type { RgbImage } from '../core/types.js';
 
 // libvips' operation cache keys on input buffers; scraped images are seen once, so it only costs memory.
 sharp.cache(false);
-
-/** 8-bit RGB pixels, row-major HWC, 3 bytes per pixel. */
-export interface RgbImage {
-  width: number;
-  height: number;
-  data: Uint8Array;
-}
 
 export interface DecodedImage extends RgbImage {
   /** sharp's name for the container format (jpeg, png, webp, gif, tiff, …). */
@@ -19,20 +14,15 @@ export interface DecodedImage extends RgbImage {
   originalHeight: number;
 }
 
+/** Defaults: the run's (DEFAULT_LIMITS in core/defaults.ts). */
 export interface DecodeLimits {
-  /** Larger encoded inputs are rejected unread (default 64 MiB). */
+  /** Larger encoded inputs are rejected unread. */
   maxBytes?: number;
-  /** Larger decoded images are rejected from their header (default 100 megapixels). */
+  /** Larger decoded images are rejected from their header. */
   maxPixels?: number;
-  /** Decode time budget; 0 disables it (default 30 s). */
+  /** Decode time budget; 0 disables it. */
   timeoutMs?: number;
 }
-
-export const DEFAULT_DECODE_LIMITS: Required<DecodeLimits> = {
-  maxBytes: 64 * 1024 * 1024,
-  maxPixels: 100_000_000,
-  timeoutMs: 30_000,
-};
 
 function classify(key: string, err: unknown): SampleError {
   if (err instanceof SampleError) return err;
@@ -69,9 +59,9 @@ export async function decodeImage(
   key: string,
   limits: DecodeLimits = {},
 ): Promise<DecodedImage> {
-  const maxBytes = limits.maxBytes ?? DEFAULT_DECODE_LIMITS.maxBytes;
-  const maxPixels = limits.maxPixels ?? DEFAULT_DECODE_LIMITS.maxPixels;
-  const timeoutMs = limits.timeoutMs ?? DEFAULT_DECODE_LIMITS.timeoutMs;
+  const maxBytes = limits.maxBytes ?? DEFAULT_LIMITS.maxBytes;
+  const maxPixels = limits.maxPixels ?? DEFAULT_LIMITS.maxPixels;
+  const timeoutMs = limits.timeoutMs ?? DEFAULT_LIMITS.decodeTimeoutMs;
   if (bytes.length === 0) throw new SampleError(key, 'undecodable', 'image file is empty (0 bytes)');
   if (bytes.length > maxBytes) {
     throw new SampleError(

@@ -14,6 +14,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
+import { DEFAULT_LIMITS } from '../core/defaults.js';
 import { CapfiltError } from '../core/errors.js';
 import { fetchUrl, type HttpFetchOptions } from './http.js';
 import { createS3Client, type S3Options } from './s3.js';
@@ -116,10 +117,10 @@ export interface StorageOptions {
 }
 
 const DEFAULT_HTTP: HttpFetchOptions = {
-  timeoutMs: 20_000,
-  retries: 2,
-  maxBytes: 64 << 20,
-  allowPrivateNetwork: false,
+  timeoutMs: DEFAULT_LIMITS.fetchTimeoutMs,
+  retries: DEFAULT_LIMITS.fetchRetries,
+  maxBytes: DEFAULT_LIMITS.maxBytes,
+  allowPrivateNetwork: DEFAULT_LIMITS.allowPrivateNetwork,
 };
 
 /** Code-unit order, the same on every platform and locale (shard plans depend on it). */

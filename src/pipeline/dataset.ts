@@ -1,8 +1,7 @@
 /** Reading a capfilt output dataset back: `refilter` (re-decide from stored scores) and `export`. */
 import { UsageError } from '../core/errors.js';
-import type { FilterOptions } from '../core/filtering.js';
 import { recordOptions, runOptions } from '../core/options.js';
-import type { OutputRecord, RecordOptions, RunOptions, ShardStats } from '../core/types.js';
+import type { FilterOptions, OutputRecord, RecordOptions, RunOptions, ShardStats } from '../core/types.js';
 import { joinUri, type Storage } from '../io/location.js';
 import { lines } from '../io/readers/jsonl.js';
 import { parsePartName, ShardWriter, SUMMARY_NAME } from '../output/shard-writer.js';
@@ -47,7 +46,7 @@ export function optionsFromRecord(o: RecordOptions): RunOptions {
     filter: {
       threshold: o.threshold,
       consider: o.consider,
-      topK: o.top_k_texts,
+      keepTop: o.top_k_texts,
       firstToken: o.first_token,
       normalizeWebText: o.normalize_web_text,
     },
@@ -66,7 +65,7 @@ export function optionsFromRecord(o: RecordOptions): RunOptions {
   });
 }
 
-export type RefilterOptions = Partial<Pick<FilterOptions, 'threshold' | 'consider' | 'topK'>>;
+export type RefilterOptions = Partial<Pick<FilterOptions, 'threshold' | 'consider' | 'keepTop'>>;
 
 /** One record re-decided from its stored scores (no model): rejected and human records keep their texts. */
 export function refilterRecord(r: OutputRecord, change: RefilterOptions): OutputRecord {
@@ -122,7 +121,11 @@ export async function refilter(
       await writer.append(batch);
       const fallback = {
         ...s.stats.options,
-        ...definedOnly({ threshold: change.threshold, consider: change.consider, top_k_texts: change.topK }),
+        ...definedOnly({
+          threshold: change.threshold,
+          consider: change.consider,
+          top_k_texts: change.keepTop,
+        }),
       };
       all.push(await writer.commit(emptyTimings(), started, fallback));
     } catch (err) {

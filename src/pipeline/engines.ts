@@ -1,6 +1,4 @@
-import type { Caption, DecodingOptions } from '../core/decoding.js';
-import type { TextScore } from '../core/filtering.js';
-import type { RgbImage } from '../io/image.js';
+import type { Caption, DecodingOptions, RgbImage, TextScore } from '../core/types.js';
 import type { ImageSpec } from '../model/manifest.js';
 
 /**

@@ -223,7 +223,11 @@ export function applyDecision(
       web: webScore ? { text: webText, score: webScore } : null,
       synthetic: captions.map((c, i) => ({ text: c.text, score: syntheticScores[i] })),
     },
-    { threshold: options.filter.threshold, consider: options.filter.consider, topK: options.filter.topK },
+    {
+      threshold: options.filter.threshold,
+      consider: options.filter.consider,
+      keepTop: options.filter.keepTop,
+    },
   );
   return {
     ...base,

@@ -4,9 +4,9 @@
  * the same batches, so a distributed run writes the records `capfilt run` writes.
  */
 import { Captioner, type EngineOptions } from '../captioner/captioner.js';
-import type { Caption } from '../core/decoding.js';
 import { ShardError, UsageError } from '../core/errors.js';
 import type {
+  Caption,
   CaptionedSample,
   OutputRecord,
   Rejection,

@@ -5,7 +5,8 @@ import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
-import { CAPFILT_DECODING, type DecodingOptions } from '../../src/core/decoding.js';
+import { CAPFILT_DECODING } from '../../src/core/defaults.js';
+import type { DecodingOptions } from '../../src/core/types.js';
 import { encodeNpy } from '../../src/io/npy.js';
 import {
   embedDiffs,

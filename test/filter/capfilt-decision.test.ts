@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
-import { CAPFILT_DECODING } from '../../src/core/decoding.js';
+import { CAPFILT_DECODING } from '../../src/core/defaults.js';
 import { decideTexts } from '../../src/filter/decision.js';
 import { Filter } from '../../src/filter/filter.js';
 import { fixtureBin, IMAGE_NAMES, importTinyModels, REFERENCE, type TinyModels } from '../helpers/models.js';
@@ -43,7 +43,7 @@ describe('CapFilt decisions on the fixture', () => {
               web: { text: texts[0], score: scores[0] },
               synthetic: texts.slice(1).map((text, j) => ({ text, score: scores[j + 1] })),
             },
-            { threshold, consider: 'both', topK: 0 },
+            { threshold, consider: 'both', keepTop: 0 },
           );
           expect(decision.webKept).toBe(scores[0].itm > threshold);
           decision.syntheticKept.forEach((k, j) => {

@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { CAPFILT_FILTER } from '../../src/core/filtering.js';
+import { CAPFILT_FILTER } from '../../src/core/defaults.js';
 import { type DecisionInput, decideTexts } from '../../src/filter/decision.js';
 
 const s = (text: string, itm: number) => ({ text, score: { itm, itc: 0.1 } });
-const base = { threshold: 0.5, consider: 'both' as const, topK: 0 };
+const base = { threshold: 0.5, consider: 'both' as const, keepTop: 0 };
 
 describe('decideTexts', () => {
   it('keeps texts strictly above the threshold; equal is dropped', () => {
@@ -42,30 +42,30 @@ describe('decideTexts', () => {
     });
   });
 
-  it('topK keeps the best by ITM, output still in web-then-caption order', () => {
+  it('keepTop keeps the best by ITM, output still in web-then-caption order', () => {
     const input: DecisionInput = {
       web: s('web', 0.6),
       synthetic: [s('c0', 0.7), s('c1', 0.95), s('c2', 0.8)],
     };
-    expect(decideTexts(input, { ...base, topK: 2 })).toEqual({
+    expect(decideTexts(input, { ...base, keepTop: 2 })).toEqual({
       webKept: false,
       syntheticKept: [false, true, true],
       texts: ['c1', 'c2'],
     });
-    expect(decideTexts(input, { ...base, topK: 10 }).texts).toEqual(['web', 'c0', 'c1', 'c2']);
+    expect(decideTexts(input, { ...base, keepTop: 10 }).texts).toEqual(['web', 'c0', 'c1', 'c2']);
   });
 
-  it('topK breaks ties toward the web text, then earlier captions', () => {
+  it('keepTop breaks ties toward the web text, then earlier captions', () => {
     const input: DecisionInput = { web: s('web', 0.8), synthetic: [s('c0', 0.8), s('c1', 0.8)] };
-    expect(decideTexts(input, { ...base, topK: 1 }).texts).toEqual(['web']);
-    expect(decideTexts(input, { ...base, topK: 2 }).texts).toEqual(['web', 'c0']);
-    const noWeb = decideTexts({ web: null, synthetic: input.synthetic }, { ...base, topK: 1 });
+    expect(decideTexts(input, { ...base, keepTop: 1 }).texts).toEqual(['web']);
+    expect(decideTexts(input, { ...base, keepTop: 2 }).texts).toEqual(['web', 'c0']);
+    const noWeb = decideTexts({ web: null, synthetic: input.synthetic }, { ...base, keepTop: 1 });
     expect(noWeb).toEqual({ webKept: false, syntheticKept: [true, false], texts: ['c0'] });
   });
 
-  it('topK applies after the threshold, never reviving failed texts', () => {
+  it('keepTop applies after the threshold, never reviving failed texts', () => {
     const input: DecisionInput = { web: s('web', 0.1), synthetic: [s('c0', 0.2)] };
-    expect(decideTexts(input, { ...base, topK: 1 })).toEqual({
+    expect(decideTexts(input, { ...base, keepTop: 1 })).toEqual({
       webKept: false,
       syntheticKept: [false],
       texts: [],
@@ -85,8 +85,8 @@ describe('decideTexts', () => {
     expect(decideTexts({ web: s('web', 0), synthetic: [] }, { ...base, threshold: 0 }).webKept).toBe(false);
   });
 
-  it('rejects a bad topK', () => {
-    expect(() => decideTexts({ web: null, synthetic: [] }, { ...base, topK: -1 })).toThrow(RangeError);
-    expect(() => decideTexts({ web: null, synthetic: [] }, { ...base, topK: 1.5 })).toThrow(RangeError);
+  it('rejects a bad keepTop', () => {
+    expect(() => decideTexts({ web: null, synthetic: [] }, { ...base, keepTop: -1 })).toThrow(RangeError);
+    expect(() => decideTexts({ web: null, synthetic: [] }, { ...base, keepTop: 1.5 })).toThrow(RangeError);
   });
 });

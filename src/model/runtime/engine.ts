@@ -1,7 +1,8 @@
 import { basename } from 'node:path';
 import type * as ort from 'onnxruntime-node';
+import { DEFAULT_BATCH_SIZE, DEFAULT_ENGINE } from '../../core/defaults.js';
 import { UsageError } from '../../core/errors.js';
-import type { RgbImage } from '../../io/image.js';
+import type { RgbImage } from '../../core/types.js';
 import type { ModelKind } from '../config.js';
 import { type ModelManifest, readManifest } from '../manifest.js';
 import { CrossCache } from './cross-cache.js';
@@ -11,12 +12,12 @@ import { BertTokenizer } from './tokenizer.js';
 
 export interface EngineOptions extends RuntimeOptions {
   /**
-   * Decoder rows (images × captions or beams) and ITM images per call (default 16): the decoder
-   * is bound by reading its weights, so it wants many rows at once.
+   * Decoder rows (images × captions or beams) and ITM images per call (DEFAULT_BATCH_SIZE): the
+   * decoder is bound by reading its weights, so it wants many rows at once.
    */
   batchSize?: number;
   /**
-   * Images per vision-encoder call (default 2). On CPUs larger ViT batches run slower per image
+   * Images per vision-encoder call (DEFAULT_ENGINE.visionBatchSize). On CPUs larger ViT batches run slower per image
    * (their activations leave the cache), while the decoder wants many rows; so they differ.
    */
   visionBatchSize?: number;
@@ -50,8 +51,8 @@ export async function loadModel(
     device,
     sessions,
     tokenizer,
-    batchSize: options.batchSize ?? 16,
-    visionBatchSize: options.visionBatchSize ?? 2,
+    batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
+    visionBatchSize: options.visionBatchSize ?? DEFAULT_ENGINE.visionBatchSize,
     warn: options.onWarning ?? ((m: string) => process.stderr.write(`capfilt: ${m}\n`)),
   };
 }

@@ -1,5 +1,5 @@
 import { ModelError } from '../../core/errors.js';
-import type { RgbImage } from '../../io/image.js';
+import type { RgbImage } from '../../core/types.js';
 import type { ImageSpec } from '../manifest.js';
 
 /**

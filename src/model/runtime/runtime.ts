@@ -1,5 +1,6 @@
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
+import { DEFAULT_ENGINE } from '../../core/defaults.js';
 import { ModelError } from '../../core/errors.js';
 import type { ModelManifest } from '../manifest.js';
 
@@ -22,7 +23,7 @@ function sessionOptions(device: ResolvedDevice, opts: RuntimeOptions): ort.Infer
   return {
     executionProviders: device.kind === 'cuda' ? [{ name: 'cuda', deviceId: device.deviceId }] : ['cpu'],
     graphOptimizationLevel: 'all',
-    intraOpNumThreads: opts.intraOpThreads ?? 0,
+    intraOpNumThreads: opts.intraOpThreads ?? DEFAULT_ENGINE.intraOpThreads,
     interOpNumThreads: 1,
     executionMode: 'sequential',
     logSeverityLevel: 3,

@@ -1,0 +1,149 @@
+/**
+ * Every default capfilt applies, in one place. The CLI's flag defaults, the library functions'
+ * fallbacks and the README's option table all come from here (test/core/defaults.test.ts checks
+ * the README against this module), so a default is never written twice.
+ */
+import type {
+  DecodingOptions,
+  FetchLimits,
+  FilterOptions,
+  InputOptions,
+  OutputOptions,
+  RunOptions,
+} from './types.js';
+
+/**
+ * How captions are decoded: BLIP CapFilt's `generate(sample=True)` (salesforce/BLIP).
+ * - strategy: @defaultValue 'nucleus'
+ * - topP: @defaultValue 0.9 (nucleus probability mass)
+ * - topK: @defaultValue 50 (the top-k cut Hugging Face applies before top-p unless told otherwise)
+ * - repetitionPenalty: @defaultValue 1.1 for nucleus; greedy and beam use 1.0, as BLIP hard-codes
+ *   per branch (see {@link repetitionPenaltyFor})
+ * - numBeams: @defaultValue 3 (beam search only; length penalty 1.0)
+ * - maxLength / minLength: @defaultValue 30 / 10, whole decoder sequence ([DEC] and prompt included)
+ * - prompt: @defaultValue 'a picture of '
+ * - numCaptions: @defaultValue 1 synthetic caption per image
+ * - seed: @defaultValue 0
+ * - temperature: @defaultValue 1
+ */
+export const CAPFILT_DECODING: DecodingOptions = {
+  strategy: 'nucleus',
+  topP: 0.9,
+  topK: 50,
+  repetitionPenalty: 1.1,
+  numBeams: 3,
+  maxLength: 30,
+  minLength: 10,
+  prompt: 'a picture of ',
+  numCaptions: 1,
+  seed: 0,
+  temperature: 1,
+};
+
+/** BLIP's repetition penalty for a strategy: 1.1 when sampling, 1.0 for greedy and beam search. */
+export function repetitionPenaltyFor(strategy: DecodingOptions['strategy']): number {
+  return strategy === 'nucleus' ? CAPFILT_DECODING.repetitionPenalty : 1;
+}
+
+/**
+ * How texts are scored and kept: BLIP's filter.
+ * - threshold: @defaultValue 0.5 (kept iff ITM match probability is strictly above)
+ * - consider: @defaultValue 'both'
+ * - keepTop: @defaultValue 0 (no limit on kept texts per image)
+ * - firstToken: @defaultValue 'enc' ([ENC] first, as BLIP was fine-tuned)
+ * - normalizeWebText: @defaultValue true (BLIP's pre_caption before scoring)
+ * - maxTextLength: @defaultValue 35 tokens
+ */
+export const CAPFILT_FILTER: FilterOptions = {
+  threshold: 0.5,
+  consider: 'both',
+  keepTop: 0,
+  firstToken: 'enc',
+  normalizeWebText: true,
+  maxTextLength: 35,
+};
+
+/**
+ * - imageColumn / textColumn: @defaultValue 'image' / 'caption' (then url/path/key and text)
+ * - shardSize: @defaultValue 10000 pairs per shard of a manifest or image folder
+ */
+export const DEFAULT_INPUT: InputOptions = { imageColumn: 'image', textColumn: 'caption', shardSize: 10_000 };
+
+/**
+ * What an image may cost to fetch and decode.
+ * - maxBytes: @defaultValue 64 MiB
+ * - maxPixels: @defaultValue 100 megapixels (decompression bombs)
+ * - decodeTimeoutMs: @defaultValue 30000
+ * - fetchTimeoutMs: @defaultValue 20000 per http(s) attempt
+ * - fetchRetries: @defaultValue 2 extra attempts on network errors, 429 and 5xx
+ * - allowPrivateNetwork: @defaultValue false
+ * - concurrency: @defaultValue 16 images fetched and decoded at once
+ */
+export const DEFAULT_LIMITS: FetchLimits = {
+  maxBytes: 64 << 20,
+  maxPixels: 100_000_000,
+  decodeTimeoutMs: 30_000,
+  fetchTimeoutMs: 20_000,
+  fetchRetries: 2,
+  allowPrivateNetwork: false,
+  concurrency: 16,
+};
+
+/** compression: @defaultValue 'none' */
+export const DEFAULT_OUTPUT: OutputOptions = { compression: 'none' };
+
+/**
+ * Decoder rows (images × captions or beams) and ITM images per model call; the same for `run`,
+ * `produce` and `schedule` (a worker may override it for its own calls).
+ * @defaultValue 16
+ */
+export const DEFAULT_BATCH_SIZE = 16;
+
+/** Every option of a run at its default: the paper's CapFilt setting. */
+export const DEFAULT_RUN_OPTIONS: RunOptions = {
+  decoding: CAPFILT_DECODING,
+  filter: CAPFILT_FILTER,
+  input: DEFAULT_INPUT,
+  limits: DEFAULT_LIMITS,
+  output: DEFAULT_OUTPUT,
+  batchSize: DEFAULT_BATCH_SIZE,
+};
+
+/**
+ * Where and how the models run.
+ * - device: @defaultValue 'cpu'
+ * - visionBatchSize: @defaultValue 2 images per vision-encoder call (CPUs prefer small ones)
+ * - intraOpThreads: @defaultValue 0 (onnxruntime picks one per core)
+ */
+export const DEFAULT_ENGINE = {
+  device: 'cpu',
+  visionBatchSize: 2,
+  intraOpThreads: 0,
+} as const;
+
+/**
+ * The distributed service.
+ * - redisUrl: @defaultValue 'redis://127.0.0.1:6379' (after `--redis` and `REDIS_URL`)
+ * - prefix: @defaultValue 'capfilt' (after `--prefix` and `CAPFILT_PREFIX`)
+ * - mode: @defaultValue 'split'
+ * - workerConcurrency: @defaultValue 1 shard job in flight per stage and worker process
+ * - lockDurationMs: @defaultValue 120000 (twice the longest model call it survives)
+ * - shutdownGraceMs: @defaultValue 60000
+ * - inlineResultBytes: @defaultValue 1 MiB of JSON (`CAPFILT_INLINE_RESULT_BYTES`); larger stage
+ *   results are spilled to files
+ * - attempts / backoffMs: @defaultValue 5 / 5000 (exponential, 20 % jitter)
+ */
+export const DEFAULT_QUEUE = {
+  redisUrl: 'redis://127.0.0.1:6379',
+  prefix: 'capfilt',
+  mode: 'split',
+  workerConcurrency: 1,
+  lockDurationMs: 120_000,
+  shutdownGraceMs: 60_000,
+  inlineResultBytes: 1 << 20,
+  attempts: 5,
+  backoffMs: 5_000,
+} as const;
+
+/** host: @defaultValue '127.0.0.1' (anything else requires auth); port: @defaultValue 3077 */
+export const DEFAULT_DASHBOARD = { host: '127.0.0.1', port: 3077 } as const;
