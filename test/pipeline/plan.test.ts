@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/core/errors.js';
 import { NotFoundError, Storage } from '../../src/io/location.js';
+import { fileKeyOf, formatOf } from '../../src/io/readers/formats.js';
 import { resolveS3Options } from '../../src/io/s3.js';
-import { fileKeyOf, formatOf, planShards } from '../../src/pipeline/plan.js';
+import { planShards } from '../../src/pipeline/plan.js';
 import { jsonl, makeTar } from '../io/fixtures.js';
 
 describe('planShards', () => {

@@ -1,9 +1,9 @@
 import { UsageError } from '../../core/errors.js';
 import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
-import { fileKeyOf } from '../../pipeline/plan.js';
 import { baseName, type Storage } from '../location.js';
 import { delimiterOf, readCsv } from './csv.js';
 import { readFolder } from './folder.js';
+import { fileKeyOf } from './formats.js';
 import { readJsonl } from './jsonl.js';
 import { readParquet } from './parquet.js';
 import { readWebDataset } from './webdataset.js';

@@ -3,8 +3,8 @@ import { basename, join, resolve } from 'node:path';
 import { ModelError } from '../../core/errors.js';
 import { CAPFILT_VERSION } from '../../core/version.js';
 import { type BlipConfig, imageTokenCount, readBlipConfig } from '../config.js';
+import { imageSpecFromPreprocessorConfig } from '../image-spec.js';
 import type { ImageSpec, ModelManifest, SpecialIds } from '../manifest.js';
-import { imageSpecFromPreprocessorConfig } from '../runtime/preprocess.js';
 import type { WeightMap } from '../tensor.js';
 import { loadCheckpoint } from './checkpoint.js';
 import {
