@@ -32,27 +32,70 @@ for (const [net, bits] of [
 ] as const) {
   blocked.addSubnet(net, bits, 'ipv4');
 }
+/**
+ * IPv6 ranges blocked outright. Ranges that carry an IPv4 address (mapped, compatible, translated,
+ * 6to4, NAT64) are judged by that address instead: see embeddedIpv4.
+ */
 for (const [net, bits] of [
-  ['::', 128],
-  ['::1', 128],
-  ['fc00::', 7],
-  ['fe80::', 10],
-  ['ff00::', 8],
-  ['64:ff9b::', 96],
+  ['fc00::', 7], // unique local
+  ['fe80::', 10], // link-local
+  ['fec0::', 10], // site-local (deprecated, still routed by some stacks)
+  ['ff00::', 8], // multicast
+  ['64:ff9b:1::', 48], // local-use NAT64: where the IPv4 sits depends on a prefix length we cannot know
+  ['2001::', 32], // Teredo: tunnels to an obfuscated IPv4 through a relay
 ] as const) {
   blocked.addSubnet(net, bits, 'ipv6');
 }
 
-/** True when an address is loopback, private, link-local (cloud metadata), unique-local or unspecified. */
-export function isBlockedAddress(address: string): boolean {
-  const family = isIP(address);
-  if (family === 4) return blocked.check(address, 'ipv4');
-  if (family === 6) {
-    const mapped = /^::ffff:(\d+\.\d+\.\d+\.\d+)$/i.exec(address);
-    if (mapped) return blocked.check(mapped[1], 'ipv4');
-    return blocked.check(address, 'ipv6');
+/** The 16 bytes of an IPv6 address (zone id ignored), or null when it is not one. */
+function ipv6Bytes(address: string): Uint8Array | null {
+  const text = address.replace(/%.*$/, '');
+  if (isIP(text) !== 6) return null;
+  let groups = text.split(':');
+  const last = groups[groups.length - 1];
+  if (last.includes('.')) {
+    const [a, b, c, d] = last.split('.').map(Number);
+    groups = [...groups.slice(0, -1), ((a << 8) | b).toString(16), ((c << 8) | d).toString(16)];
   }
-  return true;
+  const gap = groups.indexOf('');
+  if (gap >= 0) {
+    const head = groups.slice(0, gap);
+    const tail = groups.slice(gap).filter((g) => g !== '');
+    groups = [...head, ...Array<string>(8 - head.length - tail.length).fill('0'), ...tail];
+  }
+  const out = new Uint8Array(16);
+  groups.forEach((g, i) => {
+    const v = Number.parseInt(g, 16);
+    out[2 * i] = v >> 8;
+    out[2 * i + 1] = v & 0xff;
+  });
+  return out;
+}
+
+/**
+ * The IPv4 address an IPv6 address stands for, when it embeds one that routers or the host's own
+ * stack translate to: ::a.b.c.d (compatible, incl. :: and ::1), ::ffff:a.b.c.d (mapped),
+ * ::ffff:0:a.b.c.d (SIIT translated), 2002:aabb:ccdd:: (6to4) and 64:ff9b::a.b.c.d (NAT64).
+ */
+function embeddedIpv4(b: Uint8Array): string | null {
+  const zero = (from: number, to: number) => b.subarray(from, to).every((x) => x === 0);
+  const v4 = (at: number) => `${b[at]}.${b[at + 1]}.${b[at + 2]}.${b[at + 3]}`;
+  const word = (at: number) => (b[at] << 8) | b[at + 1];
+  if (zero(0, 10) && (word(10) === 0 || word(10) === 0xffff)) return v4(12);
+  if (zero(0, 8) && word(8) === 0xffff && word(10) === 0) return v4(12);
+  if (word(0) === 0x2002) return v4(2);
+  if (word(0) === 0x64 && word(2) === 0xff9b && zero(4, 12)) return v4(12);
+  return null;
+}
+
+/** True when an address is loopback, private, link-local (metadata), unique-local or unspecified, in any spelling. */
+export function isBlockedAddress(address: string): boolean {
+  if (isIP(address) === 4) return blocked.check(address, 'ipv4');
+  const bytes = ipv6Bytes(address);
+  if (!bytes) return true;
+  const v4 = embeddedIpv4(bytes);
+  if (v4 !== null) return blocked.check(v4, 'ipv4');
+  return blocked.check(address.replace(/%.*$/, ''), 'ipv6');
 }
 
 class BlockedAddressError extends Error {}

@@ -39,6 +39,36 @@ describe('isBlockedAddress', () => {
     for (const a of ['8.8.8.8', '1.1.1.1', '2606:4700::1111', '172.32.0.1'])
       expect(isBlockedAddress(a), a).toBe(false);
   });
+
+  it('judges IPv6 forms that carry an IPv4 address by that address; blocks site-local and local NAT64', () => {
+    for (const a of [
+      '::7f00:1', // IPv4-compatible 127.0.0.1
+      '::127.0.0.1',
+      '::ffff:7f00:1', // mapped, hex spelling
+      '::ffff:0:7f00:1', // SIIT translated
+      '::ffff:0:a9fe:a9fe', // translated 169.254.169.254
+      '2002:7f00:1::1', // 6to4 of 127.0.0.1
+      '2002:a00:1::', // 6to4 of 10.0.0.1
+      '64:ff9b::7f00:1', // NAT64 of 127.0.0.1
+      '64:ff9b::10.0.0.1',
+      '64:ff9b:1::1', // local-use NAT64
+      '64:ff9b:1:ffff::a00:1',
+      'fec0::1', // site-local
+      'feff::1',
+      'fe80::1%eth0',
+      '2001:0:4136:e378:8000:63bf:3fff:fdd2', // Teredo
+    ]) {
+      expect(isBlockedAddress(a), a).toBe(true);
+    }
+    for (const a of [
+      '::ffff:8.8.8.8',
+      '::ffff:808:808',
+      '2002:808:808::1',
+      '64:ff9b::8.8.8.8',
+      '2a00:1450::1',
+    ])
+      expect(isBlockedAddress(a), a).toBe(false);
+  });
 });
 
 describe('fetchUrl', () => {
@@ -85,6 +115,14 @@ describe('fetchUrl', () => {
     expect(await reason(fetchUrl('http://169.254.169.254/latest/meta-data/', 'k', guarded))).toBe(
       'blocked_url',
     );
+    for (const literal of [
+      '[::7f00:1]',
+      '[::ffff:127.0.0.1]',
+      '[2002:7f00:1::1]',
+      '[fec0::1]',
+      '[64:ff9b:1::1]',
+    ])
+      expect(await reason(fetchUrl(`http://${literal}/x.jpg`, 'k', guarded)), literal).toBe('blocked_url');
     expect(await reason(fetchUrl('http://[::1]/x', 'k', guarded))).toBe('blocked_url');
     const port = (server.address() as AddressInfo).port;
     expect(await reason(fetchUrl(`http://localhost:${port}/ok`, 'k', guarded))).toBe('blocked_url');
