@@ -3,7 +3,7 @@ import type { InputFormat, ShardRef } from '../core/types.js';
 import { baseName, NotFoundError, relativeUri, type Storage } from '../io/location.js';
 import { countCsvRows, delimiterOf } from '../io/readers/csv.js';
 import { folderImages, hidden } from '../io/readers/folder.js';
-import { fileKeyOf, formatOf } from '../io/readers/formats.js';
+import { boundedKey, fileKeyOf, formatOf } from '../io/readers/formats.js';
 import { countJsonlRows } from '../io/readers/jsonl.js';
 import { countParquetRows } from '../io/readers/parquet.js';
 import { IMAGE_EXTENSIONS } from '../io/readers/webdataset.js';
@@ -59,7 +59,7 @@ export async function planShards(
   for (const f of inputs) {
     const format = formatOf(f.relPath) as Exclude<InputFormat, 'folder'>;
     let key = prefix + fileKeyOf(kind === 'file' ? baseName(f.uri) : relativeUri(input, f.uri));
-    if (seen.has(key)) key = prefix + f.relPath.replace(/[^A-Za-z0-9._-]+/g, '_');
+    if (seen.has(key)) key = prefix + boundedKey(f.relPath.replace(/[^A-Za-z0-9._-]+/g, '_'));
     seen.add(key);
     const base = { format, uri: f.uri, ...(options.human ? { human: true } : {}) };
     if (format === 'webdataset') planned.push({ shard: { ...base, id: key }, pairs: null });
