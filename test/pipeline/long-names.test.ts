@@ -7,8 +7,8 @@ import { runOptions } from '../../src/core/options.js';
 import { Filter } from '../../src/filter/filter.js';
 import { Storage } from '../../src/io/location.js';
 import { runLocal } from '../../src/pipeline/local-runner.js';
-import { makeImage } from '../io/fixtures.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
+import { makeImage } from '../io/fixtures.js';
 
 describe('long input file names', () => {
   let models: TinyModels;
