@@ -6,7 +6,7 @@ import sharp from 'sharp';
 import { Captioner } from '../src/captioner/captioner.js';
 import { runOptions } from '../src/core/options.js';
 import { Filter } from '../src/filter/filter.js';
-import { Storage } from '../src/io/location.js';
+import { Storage } from '../src/io/storage/storage.js';
 import type { RandomPreset } from '../src/model/convert/random.js';
 import type { CaptionEngine, FilterEngine } from '../src/pipeline/engines.js';
 import { runLocal } from '../src/pipeline/local-runner.js';

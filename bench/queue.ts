@@ -6,7 +6,7 @@ import { parseArgs } from 'node:util';
 import { type Job, Queue } from 'bullmq';
 import sharp from 'sharp';
 import { runOptions } from '../src/core/options.js';
-import { Storage } from '../src/io/location.js';
+import { Storage } from '../src/io/storage/storage.js';
 import { runLocal } from '../src/pipeline/local-runner.js';
 import { openQueueContext, type QueueContext } from '../src/queue/context.js';
 import { produceRun } from '../src/queue/produce.js';

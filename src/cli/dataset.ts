@@ -1,7 +1,7 @@
 import { once } from 'node:events';
 import { type Command, Option } from 'commander';
 import { UsageError } from '../core/errors.js';
-import { Storage } from '../io/location.js';
+import { Storage } from '../io/storage/storage.js';
 import { exportBlip, refilter } from '../pipeline/dataset.js';
 import { floatArg, intArg } from './engine-options.js';
 import { addS3Options, type S3Cli, s3OptionsFromCli } from './run.js';

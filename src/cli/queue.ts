@@ -3,7 +3,7 @@ import { UsageError } from '../core/errors.js';
 import type { RunOptions } from '../core/types.js';
 import { authFromEnv } from '../dashboard/auth.js';
 import { createDashboard } from '../dashboard/server.js';
-import { Storage } from '../io/location.js';
+import { Storage } from '../io/storage/storage.js';
 import { resolveRedisUrl } from '../queue/connection.js';
 import { openQueueContext, type QueueContext } from '../queue/context.js';
 import { DEFAULT_PREFIX, isStage, STAGES, type Stage } from '../queue/names.js';

@@ -4,8 +4,8 @@ import { type Command, Option } from 'commander';
 import { DEFAULT_RUN_OPTIONS } from '../core/defaults.js';
 import { UsageError } from '../core/errors.js';
 import type { RunOptions } from '../core/types.js';
-import { Storage } from '../io/location.js';
 import type { S3Options } from '../io/s3.js';
+import { Storage } from '../io/storage/storage.js';
 import { runLocal } from '../pipeline/local-runner.js';
 import {
   addDecodingOptions,

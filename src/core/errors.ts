@@ -55,10 +55,41 @@ export class ModelError extends CapfiltError {
   }
 }
 
+/**
+ * A checkpoint's pickle asked for something outside the tiny set of globals and opcodes that
+ * torch.save emits for a state dict. Raised before the named thing is used in any way.
+ */
+export class UnsafeCheckpointError extends ModelError {
+  /** The refused global (`module.name`) or opcode (`opcode 0x..`). */
+  readonly refused: string;
+  constructor(source: string, refused: string, detail = 'is not allowed') {
+    super(
+      `${source}: refusing unsafe checkpoint: ${refused} ${detail} (capfilt never executes checkpoint code)`,
+    );
+    this.refused = refused;
+  }
+}
+
 /** Bad command-line or configuration input from the user. */
 export class UsageError extends CapfiltError {
   constructor(message: string) {
     super('usage', message);
+  }
+}
+
+/** Nothing at a location (a local file, an S3 key or prefix). */
+export class NotFoundError extends CapfiltError {
+  readonly uri: string;
+  constructor(uri: string, options?: { cause?: unknown }) {
+    super('not_found', `${uri} does not exist`, options);
+    this.uri = uri;
+  }
+}
+
+/** An object larger than the byte cap it was read under. */
+export class TooLargeError extends CapfiltError {
+  constructor(uri: string, size: number, max: number) {
+    super('too_large', `${uri}: ${size} bytes > cap ${max}`);
   }
 }
 

@@ -43,3 +43,8 @@ export function recordOptions(o: RunOptions): RecordOptions {
     seed: o.decoding.seed,
   };
 }
+
+/** The fields of `o` that are set: spreading it over defaults keeps the defaults of the unset ones. */
+export function definedOnly<T extends object>(o: T): Partial<T> {
+  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
+}

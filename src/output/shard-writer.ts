@@ -4,7 +4,8 @@ import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
 import { ShardError } from '../core/errors.js';
 import type { OutputRecord, RecordOptions, ShardRef, ShardStats, StageTimings } from '../core/types.js';
-import { type AtomicWriter, joinUri, type Storage } from '../io/location.js';
+import { joinUri } from '../io/location.js';
+import type { AtomicWriter, Storage } from '../io/storage/storage.js';
 import { StatsAccumulator } from './stats.js';
 
 export type Compression = 'none' | 'gzip';

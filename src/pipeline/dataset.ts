@@ -1,9 +1,10 @@
 /** Reading a capfilt output dataset back: `refilter` (re-decide from stored scores) and `export`. */
 import { UsageError } from '../core/errors.js';
-import { recordOptions, runOptions } from '../core/options.js';
+import { definedOnly, recordOptions, runOptions } from '../core/options.js';
 import type { FilterOptions, OutputRecord, RecordOptions, RunOptions, ShardStats } from '../core/types.js';
-import { joinUri, type Storage } from '../io/location.js';
+import { joinUri } from '../io/location.js';
 import { lines } from '../io/readers/jsonl.js';
+import type { Storage } from '../io/storage/storage.js';
 import { parsePartName, ShardWriter, SUMMARY_NAME } from '../output/shard-writer.js';
 import { emptyTimings, summarize } from '../output/stats.js';
 import { applyDecision } from './stages.js';
@@ -83,10 +84,6 @@ export function refilterRecord(r: OutputRecord, change: RefilterOptions): Output
     r.synthetic.map((s) => ({ itm: s.itm, itc: s.itc })),
     options,
   );
-}
-
-function definedOnly<T extends object>(o: T): Partial<T> {
-  return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;
 }
 
 export interface RefilterResult {

@@ -1,10 +1,9 @@
-import { readdir, rm } from 'node:fs/promises';
-import { join } from 'node:path';
 import { Captioner, type EngineOptions } from '../captioner/captioner.js';
-import { errorMessage, ShardError } from '../core/errors.js';
+import { errorMessage, NotFoundError, ShardError } from '../core/errors.js';
 import type { RunOptions, ShardStats } from '../core/types.js';
 import { Filter } from '../filter/filter.js';
-import { joinUri, NotFoundError, parseLocation, type Storage } from '../io/location.js';
+import { joinUri } from '../io/location.js';
+import type { Storage } from '../io/storage/storage.js';
 import { SUMMARY_NAME, shardOutputNames } from '../output/shard-writer.js';
 import { type RunSummary, summarize } from '../output/stats.js';
 import type { CaptionEngine, FilterEngine } from './engines.js';
@@ -46,16 +45,6 @@ export interface LocalRunResult {
   stats: ShardStats[];
 }
 
-/** Temp files of writes that a killed process never committed. */
-async function removeStaleTemps(output: string): Promise<void> {
-  const loc = parseLocation(output);
-  if (loc.kind !== 'local') return;
-  const names = await readdir(loc.path).catch(() => [] as string[]);
-  await Promise.all(
-    names.filter((n) => /^\.part-.*\.tmp$/.test(n)).map((n) => rm(join(loc.path, n), { force: true })),
-  );
-}
-
 /** A shard's completion marker, or null when it is absent or unreadable (the shard is then redone). */
 async function readStats(storage: Storage, uri: string): Promise<ShardStats | null> {
   let body: Buffer;
@@ -90,7 +79,8 @@ export async function runLocal(p: LocalRunParams): Promise<LocalRunResult> {
     if (ids.has(shard.id)) throw new ShardError(shard.id, 'two inputs map to the same shard id; rename one');
     ids.add(shard.id);
   }
-  await removeStaleTemps(p.output);
+  // Temp files of writes that a killed process never committed.
+  await p.storage.removeTemps(p.output);
 
   const compression = p.options.output.compression;
   const todo: PlannedShard[] = [];

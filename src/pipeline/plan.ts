@@ -1,12 +1,13 @@
-import { UsageError } from '../core/errors.js';
+import { NotFoundError, UsageError } from '../core/errors.js';
 import type { InputFormat, ShardRef } from '../core/types.js';
-import { baseName, NotFoundError, relativeUri, type Storage } from '../io/location.js';
+import { baseName, relativeUri } from '../io/location.js';
 import { countCsvRows, delimiterOf } from '../io/readers/csv.js';
 import { folderImages, hidden } from '../io/readers/folder.js';
 import { boundedKey, fileKeyOf, formatOf } from '../io/readers/formats.js';
 import { countJsonlRows } from '../io/readers/jsonl.js';
 import { countParquetRows } from '../io/readers/parquet.js';
 import { IMAGE_EXTENSIONS } from '../io/readers/webdataset.js';
+import type { Storage } from '../io/storage/storage.js';
 
 export interface PlannedShard {
   shard: ShardRef;

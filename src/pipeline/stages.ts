@@ -2,7 +2,7 @@
  * The pipeline's stages as plain async functions over typed values. The local runner and the
  * BullMQ workers compose these same functions; none of them knows about queues or progress bars.
  */
-import { errorMessage, SampleError } from '../core/errors.js';
+import { errorMessage, NotFoundError, SampleError, TooLargeError } from '../core/errors.js';
 import { recordOptions } from '../core/options.js';
 import type {
   CaptionedSample,
@@ -16,10 +16,9 @@ import type {
 } from '../core/types.js';
 import { decideTexts } from '../filter/decision.js';
 import { preCaption } from '../filter/normalize.js';
-import { fetchUrl } from '../io/http.js';
 import { decodeImage } from '../io/image.js';
-import { NotFoundError, type Storage, TooLargeError } from '../io/location.js';
 import { readShard } from '../io/readers/index.js';
+import type { Storage } from '../io/storage/storage.js';
 import type { CaptionEngine, FilterEngine } from './engines.js';
 
 /** What the stages need: where to read, the engines (absent for human-only work) and the options. */
@@ -53,17 +52,8 @@ async function imageBytes(pair: PairRef, ctx: StageContext): Promise<Buffer> {
   if (!image) throw new SampleError(pair.key, 'missing_image', 'no image reference');
   if (image.kind === 'inline')
     return Buffer.from(image.bytes.buffer, image.bytes.byteOffset, image.bytes.byteLength);
-  const l = ctx.options.limits;
-  // Per-run fetch limits apply to http(s) references; S3 and local reads honour the byte cap.
-  if (/^https?:\/\//i.test(image.uri)) {
-    return fetchUrl(image.uri, pair.key, {
-      timeoutMs: l.fetchTimeoutMs,
-      retries: l.fetchRetries,
-      maxBytes: l.maxBytes,
-      allowPrivateNetwork: l.allowPrivateNetwork,
-    });
-  }
-  return ctx.storage.read(image.uri, { key: pair.key, maxBytes: l.maxBytes });
+  // The run's limits: http(s) reads honour all of them, S3 and local reads the byte cap.
+  return ctx.storage.read(image.uri, { key: pair.key, limits: ctx.options.limits });
 }
 
 function sameImageSpec(ctx: StageContext): boolean {

@@ -1,36 +1,18 @@
 import { createHash } from 'node:crypto';
-import { stat } from 'node:fs/promises';
-import { HeadObjectCommand } from '@aws-sdk/client-s3';
+import { NotFoundError } from '../core/errors.js';
 import type { ShardRef } from '../core/types.js';
-import { NotFoundError, parseLocation, type Storage } from '../io/location.js';
+import { parseLocation } from '../io/location.js';
 import { folderImages } from '../io/readers/folder.js';
+import type { Storage } from '../io/storage/storage.js';
 
 /**
- * A stamp of one input file: its ETag on S3, mtime + size locally. It changes when the file is
- * rewritten, which is what an incremental re-run needs to notice.
+ * A stamp of one input file: its ETag on S3, mtime + size locally, the address of a URL. It
+ * changes when the file is rewritten, which is what an incremental re-run needs to notice.
  */
 export async function fileStamp(storage: Storage, uri: string): Promise<string> {
-  const loc = parseLocation(uri);
-  if (loc.kind === 'local') {
-    const st = await stat(loc.path).catch((err: unknown) => {
-      throw new NotFoundError(uri, { cause: err });
-    });
-    return `mtime=${st.mtimeMs};size=${st.size}`;
-  }
-  if (loc.kind === 's3') {
-    try {
-      const head = await storage.s3.send(new HeadObjectCommand({ Bucket: loc.bucket, Key: loc.key }));
-      return `etag=${head.ETag ?? ''};size=${head.ContentLength ?? 0}`;
-    } catch (err) {
-      const e = err as { name?: string; $metadata?: { httpStatusCode?: number } };
-      if (e.name === 'NotFound' || e.name === 'NoSuchKey' || e.$metadata?.httpStatusCode === 404) {
-        throw new NotFoundError(uri, { cause: err });
-      }
-      throw err;
-    }
-  }
-  // A URL has no cheap stamp; treat it as unchanged only by its address.
-  return `url=${uri}`;
+  const st = await storage.stat(uri);
+  if (st?.kind !== 'file') throw new NotFoundError(uri);
+  return st.stamp;
 }
 
 /**

@@ -1,8 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { FlowJob } from 'bullmq';
-import { UsageError } from '../core/errors.js';
+import { NotFoundError, UsageError } from '../core/errors.js';
 import type { RunOptions, ShardRef } from '../core/types.js';
-import { NotFoundError, type Storage } from '../io/location.js';
+import type { Storage } from '../io/storage/storage.js';
 import { planShards } from '../pipeline/plan.js';
 import type { QueueContext } from './context.js';
 import { shardFingerprint } from './fingerprint.js';

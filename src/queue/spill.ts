@@ -1,4 +1,5 @@
-import { joinUri, type Storage } from '../io/location.js';
+import { joinUri } from '../io/location.js';
+import type { Storage } from '../io/storage/storage.js';
 import { sanitizeId } from './names.js';
 
 /**

@@ -16,7 +16,7 @@ import type {
   StageTimings,
 } from '../core/types.js';
 import { Filter } from '../filter/filter.js';
-import type { Storage } from '../io/location.js';
+import type { Storage } from '../io/storage/storage.js';
 import { shardOutputNames } from '../output/shard-writer.js';
 import { emptyTimings } from '../output/stats.js';
 import type { CaptionEngine } from '../pipeline/engines.js';

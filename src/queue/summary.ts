@@ -1,6 +1,6 @@
 import type { ShardStats } from '../core/types.js';
-import type { Storage } from '../io/location.js';
 import { joinUri } from '../io/location.js';
+import type { Storage } from '../io/storage/storage.js';
 import { parsePartName, SUMMARY_NAME } from '../output/shard-writer.js';
 import { summarize } from '../output/stats.js';
 import type { RunRecord } from './runs.js';

@@ -2,7 +2,7 @@ import { hostname } from 'node:os';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
 import { errorMessage } from '../core/errors.js';
 import type { RunOptions } from '../core/types.js';
-import { Storage } from '../io/location.js';
+import { Storage } from '../io/storage/storage.js';
 import { createRedis } from './connection.js';
 import type { QueueContext } from './context.js';
 import { type LockPolicy, lockPolicy, toJobError } from './job-options.js';

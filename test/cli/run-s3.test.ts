@@ -4,7 +4,7 @@ import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutputRecord } from '../../src/core/types.js';
-import { Storage } from '../../src/io/location.js';
+import { Storage } from '../../src/io/storage/storage.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
 

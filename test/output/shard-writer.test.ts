@@ -7,7 +7,7 @@ import { gunzipSync } from 'node:zlib';
 import { describe, expect, it } from 'vitest';
 import { recordOptions, runOptions } from '../../src/core/options.js';
 import type { OutputRecord, ShardRef } from '../../src/core/types.js';
-import { type AtomicWriter, Storage } from '../../src/io/location.js';
+import { type AtomicWriter, Storage } from '../../src/io/storage/storage.js';
 import { parsePartName, ShardWriter, shardOutputNames } from '../../src/output/shard-writer.js';
 import { emptyTimings, summarize } from '../../src/output/stats.js';
 

@@ -9,7 +9,7 @@ import { Captioner } from '../../src/captioner/captioner.js';
 import { runOptions } from '../../src/core/options.js';
 import type { OutputRecord } from '../../src/core/types.js';
 import { Filter } from '../../src/filter/filter.js';
-import { Storage } from '../../src/io/location.js';
+import { Storage } from '../../src/io/storage/storage.js';
 import { planShards } from '../../src/pipeline/plan.js';
 import { processShard } from '../../src/pipeline/shard.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';

@@ -7,7 +7,7 @@ import { Captioner } from '../../src/captioner/captioner.js';
 import { runOptions } from '../../src/core/options.js';
 import type { OutputRecord, RunOptions } from '../../src/core/types.js';
 import { Filter } from '../../src/filter/filter.js';
-import { Storage } from '../../src/io/location.js';
+import { Storage } from '../../src/io/storage/storage.js';
 import { blipAnnotations, refilter } from '../../src/pipeline/dataset.js';
 import { runLocal } from '../../src/pipeline/local-runner.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';

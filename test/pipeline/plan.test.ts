@@ -2,10 +2,10 @@ import { mkdir, mkdtemp, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, expect, it } from 'vitest';
-import { UsageError } from '../../src/core/errors.js';
-import { NotFoundError, Storage } from '../../src/io/location.js';
+import { NotFoundError, UsageError } from '../../src/core/errors.js';
 import { fileKeyOf, formatOf } from '../../src/io/readers/formats.js';
 import { resolveS3Options } from '../../src/io/s3.js';
+import { Storage } from '../../src/io/storage/storage.js';
 import { planShards } from '../../src/pipeline/plan.js';
 import { jsonl, makeTar } from '../io/fixtures.js';
 

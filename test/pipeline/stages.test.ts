@@ -6,7 +6,7 @@ import { runOptions } from '../../src/core/options.js';
 import type { PairRef } from '../../src/core/types.js';
 import { Filter } from '../../src/filter/filter.js';
 import { decodeImage } from '../../src/io/image.js';
-import { Storage } from '../../src/io/location.js';
+import { Storage } from '../../src/io/storage/storage.js';
 import { loadSamples } from '../../src/pipeline/stages.js';
 import { FIXTURE, importTinyModels, type TinyModels } from '../helpers/models.js';
 

@@ -6,7 +6,7 @@ import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import { runOptions } from '../../src/core/options.js';
-import { Storage } from '../../src/io/location.js';
+import { Storage } from '../../src/io/storage/storage.js';
 import { runLocal } from '../../src/pipeline/local-runner.js';
 import { type RunProgress, RunStore } from '../../src/queue/runs.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runOptions } from '../../src/core/options.js';
-import { Storage } from '../../src/io/location.js';
+import { Storage } from '../../src/io/storage/storage.js';
 import { openQueueContext, type QueueContext } from '../../src/queue/context.js';
 import { produceRun } from '../../src/queue/produce.js';
 import { addSchedule, listSchedules, parseEvery, removeSchedule } from '../../src/queue/schedule.js';

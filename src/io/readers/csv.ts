@@ -1,6 +1,6 @@
 import { type Info, parse } from 'csv-parse';
 import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
-import type { Storage } from '../location.js';
+import type { Storage } from '../storage/storage.js';
 import { openText } from './jsonl.js';
 import { badRow, rowPosition, rowToPair, shardRows } from './row.js';
 

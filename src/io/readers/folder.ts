@@ -1,6 +1,6 @@
 import { errorMessage } from '../../core/errors.js';
 import type { PairRef, ShardRef } from '../../core/types.js';
-import type { ObjectInfo, Storage } from '../location.js';
+import type { ObjectInfo, Storage } from '../storage/storage.js';
 import { IMAGE_EXTENSIONS } from './webdataset.js';
 
 function stemOf(relPath: string): string {

@@ -1,6 +1,7 @@
 import { UsageError } from '../../core/errors.js';
 import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
-import { baseName, type Storage } from '../location.js';
+import { baseName } from '../location.js';
+import type { Storage } from '../storage/storage.js';
 import { delimiterOf, readCsv } from './csv.js';
 import { readFolder } from './folder.js';
 import { fileKeyOf } from './formats.js';

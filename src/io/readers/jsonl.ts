@@ -3,7 +3,7 @@ import { pipeline, type Readable } from 'node:stream';
 import { createGunzip } from 'node:zlib';
 import { errorMessage } from '../../core/errors.js';
 import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
-import type { Storage } from '../location.js';
+import type { Storage } from '../storage/storage.js';
 import { badRow, type RowPosition, rowPosition, rowToPair, shardRows } from './row.js';
 
 /**

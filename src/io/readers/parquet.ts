@@ -1,7 +1,7 @@
 import { type AsyncBuffer, parquetMetadataAsync, parquetReadObjects } from 'hyparquet';
 import { compressors } from 'hyparquet-compressors';
 import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
-import type { Storage } from '../location.js';
+import type { Storage } from '../storage/storage.js';
 import { rowPosition, rowToPair } from './row.js';
 
 /** Rows decoded per hyparquet call: bounds memory on million-row LAION-style files. */

@@ -1,7 +1,7 @@
 import { extract, type Header } from 'tar-stream';
 import { errorMessage } from '../../core/errors.js';
 import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
-import type { Storage } from '../location.js';
+import type { Storage } from '../storage/storage.js';
 import { gunzip } from './jsonl.js';
 
 export const IMAGE_EXTENSIONS = new Set([

@@ -1,23 +1,8 @@
-import { ModelError } from '../../core/errors.js';
+import { ModelError, UnsafeCheckpointError } from '../../core/errors.js';
 import { numel, type WeightMap } from '../tensor.js';
 import { DTYPE_BYTES, decodeFloats, type FloatDtype, readWholeFile } from './binary.js';
 import type { ReadWeightsOptions } from './safetensors.js';
 import { readZipDirectory, type ZipEntry } from './zip.js';
-
-/**
- * A checkpoint's pickle asked for something outside the tiny set of globals and opcodes that
- * torch.save emits for a state dict. Raised before the named thing is used in any way.
- */
-export class UnsafeCheckpointError extends ModelError {
-  /** The refused global (`module.name`) or opcode (`opcode 0x..`). */
-  readonly refused: string;
-  constructor(source: string, refused: string, detail = 'is not allowed') {
-    super(
-      `${source}: refusing unsafe checkpoint: ${refused} ${detail} (capfilt never executes checkpoint code)`,
-    );
-    this.refused = refused;
-  }
-}
 
 type StorageDtype = FloatDtype | 'I64' | 'U8';
 

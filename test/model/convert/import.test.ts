@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import * as ort from 'onnxruntime-node';
 import { afterAll, describe, expect, it } from 'vitest';
+import { UnsafeCheckpointError } from '../../../src/core/errors.js';
 import { importModel } from '../../../src/model/convert/import.js';
-import { UnsafeCheckpointError } from '../../../src/model/convert/torch-bin.js';
 import { readManifest } from '../../../src/model/manifest.js';
 import { FIXTURE, fixtureBin, maxAbsDiff, REFERENCE } from '../../helpers/models.js';
 

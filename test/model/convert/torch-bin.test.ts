@@ -4,9 +4,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { crc32 } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ModelError } from '../../../src/core/errors.js';
+import { ModelError, UnsafeCheckpointError } from '../../../src/core/errors.js';
 import { readSafetensors } from '../../../src/model/convert/safetensors.js';
-import { parseTorchBin, readTorchBin, UnsafeCheckpointError } from '../../../src/model/convert/torch-bin.js';
+import { parseTorchBin, readTorchBin } from '../../../src/model/convert/torch-bin.js';
 import type { HostTensor } from '../../../src/model/tensor.js';
 
 const FIX = 'test/fixtures/blip-tiny';
