@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
 import { runOptions } from '../../src/core/options.js';
 import { Filter } from '../../src/filter/filter.js';
-import { Storage } from '../../src/io/location.js';
+import { Storage } from '../../src/io/storage/storage.js';
 import { runLocal } from '../../src/pipeline/local-runner.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
 import { makeImage } from '../io/fixtures.js';
