@@ -49,6 +49,26 @@ const ARCHITECTURES: Record<string, ModelKind> = {
 
 type Json = Record<string, unknown>;
 
+/**
+ * Upper bounds on config sizes, far above any released BLIP (base: 768 wide, 12 layers; large:
+ * ViT-L 1024 wide, 24 layers, 4096 MLP; 384-pixel images in 16-pixel patches; a 30524-token
+ * vocabulary) and above ViT-g/G scale, yet small enough that a hostile config.json cannot make
+ * the converter allocate or loop without end.
+ */
+const MAX_SIZES: Record<string, number> = {
+  hidden_size: 8192,
+  encoder_hidden_size: 8192,
+  image_text_hidden_size: 8192,
+  intermediate_size: 65_536,
+  num_hidden_layers: 256,
+  num_attention_heads: 256,
+  image_size: 4096,
+  patch_size: 256,
+  num_channels: 16,
+  vocab_size: 1_048_576,
+  max_position_embeddings: 65_536,
+};
+
 function num(obj: Json, key: string, fallback: number): number {
   const v = obj[key];
   if (v === undefined || v === null) return fallback;
@@ -58,10 +78,16 @@ function num(obj: Json, key: string, fallback: number): number {
 }
 
 /** A size or count: a positive integer (a fractional or zero width would only fail later, obscurely). */
-function size(obj: Json, key: string, fallback: number): number {
+function size(obj: Json, key: string, fallback: number, where = ''): number {
   const v = num(obj, key, fallback);
   if (!Number.isSafeInteger(v) || v <= 0)
-    throw new ModelError(`config.json: ${key} must be a positive integer`);
+    throw new ModelError(`config.json: ${where}${key} must be a positive integer`);
+  const max = MAX_SIZES[key];
+  if (max !== undefined && v > max) {
+    throw new ModelError(
+      `config.json: ${where}${key} is ${v}; capfilt converts BLIP models up to ${max} (refusing a size no BLIP has)`,
+    );
+  }
   return v;
 }
 
@@ -106,30 +132,41 @@ export function parseBlipConfig(json: unknown): BlipConfig {
     );
   }
   const vision: VisionConfig = {
-    hiddenSize: size(v, 'hidden_size', 768),
-    numLayers: size(v, 'num_hidden_layers', 12),
-    numHeads: size(v, 'num_attention_heads', 12),
-    intermediateSize: size(v, 'intermediate_size', 3072),
-    imageSize: size(v, 'image_size', 384),
-    patchSize: size(v, 'patch_size', 16),
-    numChannels: size(v, 'num_channels', 3),
+    hiddenSize: size(v, 'hidden_size', 768, 'vision_config.'),
+    numLayers: size(v, 'num_hidden_layers', 12, 'vision_config.'),
+    numHeads: size(v, 'num_attention_heads', 12, 'vision_config.'),
+    intermediateSize: size(v, 'intermediate_size', 3072, 'vision_config.'),
+    imageSize: size(v, 'image_size', 384, 'vision_config.'),
+    patchSize: size(v, 'patch_size', 16, 'vision_config.'),
+    numChannels: size(v, 'num_channels', 3, 'vision_config.'),
     layerNormEps: num(v, 'layer_norm_eps', 1e-5),
     hiddenAct: str(v, 'hidden_act', 'gelu'),
   };
   const text: TextConfig = {
-    vocabSize: size(t, 'vocab_size', 30524),
-    hiddenSize: size(t, 'hidden_size', 768),
-    encoderHiddenSize: size(t, 'encoder_hidden_size', 768),
-    numLayers: size(t, 'num_hidden_layers', 12),
-    numHeads: size(t, 'num_attention_heads', 8),
-    intermediateSize: size(t, 'intermediate_size', 3072),
-    maxPositionEmbeddings: size(t, 'max_position_embeddings', 512),
+    vocabSize: size(t, 'vocab_size', 30524, 'text_config.'),
+    hiddenSize: size(t, 'hidden_size', 768, 'text_config.'),
+    encoderHiddenSize: size(t, 'encoder_hidden_size', 768, 'text_config.'),
+    numLayers: size(t, 'num_hidden_layers', 12, 'text_config.'),
+    numHeads: size(t, 'num_attention_heads', 8, 'text_config.'),
+    intermediateSize: size(t, 'intermediate_size', 3072, 'text_config.'),
+    maxPositionEmbeddings: size(t, 'max_position_embeddings', 512, 'text_config.'),
     layerNormEps: num(t, 'layer_norm_eps', 1e-12),
     hiddenAct: str(t, 'hidden_act', 'gelu'),
     bosTokenId: tokenId(t, 'bos_token_id', 30522),
     sepTokenId: tokenId(t, 'sep_token_id', 102),
     padTokenId: tokenId(t, 'pad_token_id', 0),
   };
+  for (const [key, id] of [
+    ['bos_token_id', text.bosTokenId],
+    ['sep_token_id', text.sepTokenId],
+    ['pad_token_id', text.padTokenId],
+  ] as const) {
+    if (id >= text.vocabSize) {
+      throw new ModelError(
+        `config.json: text_config.${key} ${id} is outside the ${text.vocabSize}-token vocabulary`,
+      );
+    }
+  }
   for (const [name, c] of [
     ['vision', vision],
     ['text', text],

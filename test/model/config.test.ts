@@ -44,6 +44,54 @@ describe('parseBlipConfig on hostile or broken configs', () => {
     expect(() => parseBlipConfig(withText('pad_token_id', -1))).toThrow(/pad_token_id must be a token id/);
   });
 
+  it("accepts BLIP large's sizes and refuses each size past its bound, naming the field and the bound", () => {
+    // Salesforce/blip-itm-large-coco: ViT-L vision, BERT-base text.
+    const large = {
+      ...filter,
+      vision_config: {
+        hidden_size: 1024,
+        num_hidden_layers: 24,
+        num_attention_heads: 16,
+        intermediate_size: 4096,
+        image_size: 384,
+        patch_size: 16,
+      },
+      text_config: {
+        ...(filter.text_config as object),
+        vocab_size: 30524,
+        hidden_size: 768,
+        encoder_hidden_size: 1024,
+        num_hidden_layers: 12,
+        num_attention_heads: 12,
+        intermediate_size: 3072,
+        max_position_embeddings: 512,
+      },
+      image_text_hidden_size: 256,
+    };
+    expect(parseBlipConfig(large).vision.hiddenSize).toBe(1024);
+    expect(() => parseBlipConfig(withText('hidden_size', 1e9))).toThrow(
+      'config.json: text_config.hidden_size is 1000000000; capfilt converts BLIP models up to 8192',
+    );
+    expect(() => parseBlipConfig(withText('num_hidden_layers', 100_000))).toThrow(
+      /text_config\.num_hidden_layers is 100000; capfilt converts BLIP models up to 256/,
+    );
+    expect(() => parseBlipConfig(withText('vocab_size', 2 ** 40))).toThrow(
+      /text_config\.vocab_size .* up to 1048576/,
+    );
+    expect(() => parseBlipConfig({ ...filter, image_text_hidden_size: 1e6 })).toThrow(
+      /image_text_hidden_size is 1000000; .* up to 8192/,
+    );
+    expect(() =>
+      parseBlipConfig({
+        ...filter,
+        vision_config: { ...(filter.vision_config as object), image_size: 1 << 20 },
+      }),
+    ).toThrow(/vision_config\.image_size is 1048576; .* up to 4096/);
+    expect(() => parseBlipConfig(withText('bos_token_id', 40_000))).toThrow(
+      /text_config\.bos_token_id 40000 is outside the 30524-token vocabulary/,
+    );
+  });
+
   it('reports a config.json that is not JSON as a ModelError', async () => {
     await writeFile(join(dir, 'config.json'), '{"architectures": [');
     const err = await readBlipConfig(dir).catch((e: unknown) => e);

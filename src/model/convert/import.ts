@@ -1,5 +1,16 @@
-import { copyFile, mkdir, readFile, rename, rm, writeFile } from 'node:fs/promises';
-import { basename, join, resolve } from 'node:path';
+import {
+  copyFile,
+  lstat,
+  mkdir,
+  mkdtemp,
+  readdir,
+  readFile,
+  realpath,
+  rename,
+  rm,
+  writeFile,
+} from 'node:fs/promises';
+import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { ModelError } from '../../core/errors.js';
 import { CAPFILT_VERSION } from '../../core/version.js';
 import { type BlipConfig, imageTokenCount, readBlipConfig } from '../config.js';
@@ -37,8 +48,9 @@ const GRAPHS: Record<BlipConfig['kind'], Record<string, GraphFactory>> = {
 
 /**
  * Convert a Hugging Face BLIP checkpoint directory into capfilt's ONNX graphs plus manifest.json.
- * The output is written to a sibling temp dir and renamed into place, so an interrupted import never
- * leaves a half-written model behind.
+ * The output is written to a fresh temp dir beside `outDir` and renamed into place, so an
+ * interrupted import never leaves a half-written model behind. `outDir` may be new, an empty
+ * folder or an earlier capfilt model; anything else (and the checkpoint's own folder) is refused.
  */
 export async function importModel(
   hfDir: string,
@@ -47,6 +59,8 @@ export async function importModel(
 ): Promise<ModelManifest> {
   const progress = options.onProgress ?? (() => {});
   const precision = options.precision ?? 'fp32';
+  const target = resolve(outDir);
+  await checkTarget(hfDir, target);
   const cfg = await readBlipConfig(hfDir);
   const image = await readImageSpec(hfDir, cfg);
   const vocab = await readVocab(hfDir);
@@ -54,11 +68,10 @@ export async function importModel(
   const doLowerCase = await readDoLowerCase(hfDir);
   progress(`reading weights from ${hfDir}`);
   const checkpoint = await loadCheckpoint(hfDir);
+  checkWeightShapes(cfg, checkpoint.weights);
 
-  const target = resolve(outDir);
-  const tmp = `${target}.tmp-${process.pid}`;
-  await rm(tmp, { recursive: true, force: true });
-  await mkdir(tmp, { recursive: true });
+  await mkdir(dirname(target), { recursive: true });
+  const tmp = await mkdtemp(join(dirname(target), `.${basename(target)}.import-`));
   try {
     const graphs: Record<string, string> = {};
     for (const [role, build] of Object.entries(GRAPHS[cfg.kind])) {
@@ -75,7 +88,7 @@ export async function importModel(
       },
     );
     const manifest: ModelManifest = {
-      format: 'capfilt-blip-onnx',
+      format: MANIFEST_FORMAT,
       formatVersion: 1,
       kind: cfg.kind,
       architecture: cfg.architecture,
@@ -98,13 +111,117 @@ export async function importModel(
       createdAt: new Date().toISOString(),
     };
     await writeFile(join(tmp, 'manifest.json'), `${JSON.stringify(manifest, null, 2)}\n`);
-    await rm(target, { recursive: true, force: true });
-    await rename(tmp, target);
+    await swapInto(tmp, target);
     progress(`wrote ${target}`);
     return manifest;
   } catch (err) {
     await rm(tmp, { recursive: true, force: true });
     throw err;
+  }
+}
+
+const MANIFEST_FORMAT = 'capfilt-blip-onnx';
+
+/** The real path of `path`, or of its nearest existing ancestor joined with the rest. */
+async function realOrResolved(path: string): Promise<string> {
+  try {
+    return await realpath(path);
+  } catch {
+    const parent = dirname(path);
+    return parent === path ? path : join(await realOrResolved(parent), basename(path));
+  }
+}
+
+/** True when `inner` is `outer` or lies inside it. */
+function within(inner: string, outer: string): boolean {
+  const rel = relative(outer, inner);
+  return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
+}
+
+/**
+ * Refuses an output folder the import would destroy: the checkpoint's folder or one holding it,
+ * a file, or a non-empty folder that is not an earlier capfilt model (manifest.json of ours).
+ */
+async function checkTarget(hfDir: string, target: string): Promise<void> {
+  const source = await realOrResolved(resolve(hfDir));
+  const out = await realOrResolved(target);
+  if (within(source, out)) {
+    throw new ModelError(
+      `--out ${target} is the checkpoint folder ${source} or holds it; choose a folder outside the checkpoint`,
+    );
+  }
+  const st = await lstat(target).catch(() => null);
+  if (!st) return;
+  if (!st.isDirectory())
+    throw new ModelError(`--out ${target} exists and is not a folder; refusing to replace it`);
+  if ((await readdir(target)).length === 0) return;
+  if (!(await isCapfiltModel(target))) {
+    throw new ModelError(
+      `--out ${target} exists and is not a capfilt model (no manifest.json of ${MANIFEST_FORMAT}); ` +
+        'refusing to replace it: choose a new folder or remove this one',
+    );
+  }
+}
+
+async function isCapfiltModel(dir: string): Promise<boolean> {
+  try {
+    const m = JSON.parse(await readFile(join(dir, 'manifest.json'), 'utf8')) as { format?: unknown };
+    return m.format === MANIFEST_FORMAT;
+  } catch {
+    return false;
+  }
+}
+
+/** Puts the finished `tmp` at `target`; an earlier model there is moved aside first, then removed. */
+async function swapInto(tmp: string, target: string): Promise<void> {
+  const st = await lstat(target).catch(() => null);
+  if (!st || (await readdir(target)).length === 0) {
+    // rename(2) replaces an empty folder and fails on a non-empty one: nothing is lost in a race.
+    await rename(tmp, target);
+    return;
+  }
+  if (!(await isCapfiltModel(target))) {
+    throw new ModelError(`--out ${target} changed during the import and is no longer a capfilt model`);
+  }
+  const old = `${tmp}.old`;
+  await rename(target, old);
+  try {
+    await rename(tmp, target);
+  } catch (err) {
+    await rename(old, target);
+    throw err;
+  }
+  await rm(old, { recursive: true, force: true });
+}
+
+/** [name, expected shape] of the tensors that fix each configured size, checked before converting. */
+function expectedShapes(cfg: BlipConfig): [string, number[]][] {
+  const v = cfg.vision;
+  const t = cfg.text;
+  const text = cfg.kind === 'captioner' ? 'text_decoder.bert.' : 'text_encoder.';
+  return [
+    [
+      'vision_model.embeddings.patch_embedding.weight',
+      [v.hiddenSize, v.numChannels, v.patchSize, v.patchSize],
+    ],
+    ['vision_model.embeddings.position_embedding', [1, imageTokenCount(v), v.hiddenSize]],
+    [`vision_model.encoder.layers.${v.numLayers - 1}.mlp.fc1.weight`, [v.intermediateSize, v.hiddenSize]],
+    [`${text}embeddings.word_embeddings.weight`, [t.vocabSize, t.hiddenSize]],
+    [`${text}embeddings.position_embeddings.weight`, [t.maxPositionEmbeddings, t.hiddenSize]],
+    [`${text}encoder.layer.${t.numLayers - 1}.intermediate.dense.weight`, [t.intermediateSize, t.hiddenSize]],
+  ];
+}
+
+/** A config that disagrees with its weights would convert into a model that fails at run time. */
+function checkWeightShapes(cfg: BlipConfig, weights: WeightMap): void {
+  for (const [name, shape] of expectedShapes(cfg)) {
+    const w = weights.get(name);
+    if (!w) throw new ModelError(`the checkpoint has no ${name}, which config.json implies`);
+    if (w.shape.join(',') !== shape.join(',')) {
+      throw new ModelError(
+        `config.json does not match the weights: ${name} is [${w.shape.join(', ')}], the config implies [${shape.join(', ')}]`,
+      );
+    }
   }
 }
 
