@@ -1,4 +1,3 @@
-import { UsageError } from '../core/errors.js';
 import type { Caption, DecodingOptions } from '../core/types.js';
 import { mapBatches } from '../model/runtime/batching.js';
 import { BlipEngine, type EngineOptions, loadModel } from '../model/runtime/engine.js';
@@ -39,9 +38,12 @@ export class Captioner extends BlipEngine {
     return full.startsWith(prompt) ? full.slice(prompt.length).trim() : full.trim();
   }
 
-  /** numCaptions captions per sample; a caption depends only on (seed, key, caption index). */
+  /**
+   * numCaptions captions per sample; a caption depends only on (seed, key, caption index).
+   * `options` must have passed validateDecoding (core/validate.ts), as every entry point does.
+   */
   async caption(samples: readonly CaptionSample[], options: DecodingOptions): Promise<Caption[][]> {
-    validate(options);
+    if (options.numCaptions === 0) return samples.map(() => []);
     // The batch size counts decoder rows: with beams or several captions per image each image
     // takes that many rows (and copies of its cross-attention keys/values, 42 MB each at base size).
     const perImage = options.strategy === 'beam' ? options.numBeams : options.numCaptions;
@@ -96,14 +98,4 @@ export class Captioner extends BlipEngine {
       perSample.map((tokenIds) => ({ text: this.captionText(tokenIds, prompt), tokenIds })),
     );
   }
-}
-
-function validate(o: DecodingOptions): void {
-  if (o.maxLength < 1) throw new UsageError('--max-length must be at least 1');
-  if (o.numCaptions < 1) throw new UsageError('--num-captions must be at least 1');
-  if (o.strategy === 'beam' && (o.numBeams < 2 || o.numCaptions > o.numBeams)) {
-    throw new UsageError('beam search needs --num-beams >= 2 and --num-captions <= --num-beams');
-  }
-  if (!(o.topP > 0 && o.topP <= 1)) throw new UsageError('--top-p must be in (0, 1]');
-  if (o.temperature <= 0) throw new UsageError('temperature must be positive');
 }

@@ -3,6 +3,7 @@ import type { Command } from 'commander';
 import { Captioner } from '../captioner/captioner.js';
 import { UsageError } from '../core/errors.js';
 import type { RgbImage } from '../core/types.js';
+import { validateDecoding, validateFilter } from '../core/validate.js';
 import { decideTexts } from '../filter/decision.js';
 import { Filter } from '../filter/filter.js';
 import { preCaption } from '../filter/normalize.js';
@@ -57,9 +58,10 @@ export function registerInference(program: Command): void {
   addDecodingOptions(caption);
   addEngineOptions(caption);
   caption.action(async (inputs: string[], o: DecodingCli & EngineCli & { model: string }) => {
+    const options = decodingFromCli(o);
+    validateDecoding(options);
     const captioner = await Captioner.load(o.model, engineFromCli(o));
     try {
-      const options = decodingFromCli(o);
       const samples = [];
       for (const input of inputs) samples.push({ key: input, pixels: await pixelsOf(input, captioner) });
       const results = await captioner.caption(samples, options);
@@ -106,6 +108,7 @@ export function registerInference(program: Command): void {
       if (pairs.length === 0) throw new UsageError('nothing to score: give --image with --text, or --pairs');
       const thresholdGiven = score.getOptionValueSource('threshold') === 'cli';
       const options = filterFromCli(o);
+      validateFilter(options);
       const filter = await Filter.load(o.model, engineFromCli(o));
       try {
         // One sample per distinct image, so its vision pass is shared by all its texts.

@@ -87,13 +87,15 @@ export function registerQueue(program: Command): void {
   );
   addRunOptionFlags(produce);
   produce.action(async (flags: ConnectionFlags & Record<string, unknown>) => {
+    // Options are checked before Redis is touched: a bad value enqueues nothing.
+    const options = runOptionsFromFlags(flags);
     const ctx = await open(flags);
     const storage = storageFromFlags(flags);
     try {
       const result = await produceRun(ctx, storage, {
         input: String(flags.input),
         output: String(flags.output),
-        options: runOptionsFromFlags(flags),
+        options,
         mode: flags.mode as RunMode,
         ...(flags.run ? { runId: String(flags.run) } : {}),
         overwrite: Boolean(flags.overwrite),
@@ -222,6 +224,7 @@ export function registerQueue(program: Command): void {
   );
   addRunOptionFlags(add);
   add.action(async (id: string, flags: ConnectionFlags & Record<string, unknown>) => {
+    const options = runOptionsFromFlags(flags);
     const ctx = await open(flags);
     try {
       await addSchedule(ctx, {
@@ -232,7 +235,7 @@ export function registerQueue(program: Command): void {
         produce: {
           input: String(flags.input),
           output: String(flags.output),
-          options: runOptionsFromFlags(flags),
+          options,
           mode: flags.mode as RunMode,
           ...(Array.isArray(flags.human) ? { human: flags.human.map(String) } : {}),
         },

@@ -4,6 +4,7 @@ import { type Command, Option } from 'commander';
 import { DEFAULT_RUN_OPTIONS } from '../core/defaults.js';
 import { UsageError } from '../core/errors.js';
 import type { RunOptions } from '../core/types.js';
+import { validateRunOptions } from '../core/validate.js';
 import type { S3Options } from '../io/s3.js';
 import { Storage } from '../io/storage/storage.js';
 import { runLocal } from '../pipeline/local-runner.js';
@@ -94,8 +95,7 @@ export type RunCli = RunIoCli & DecodingCli & FilterCli & EngineCli;
 
 /** The one typed RunOptions value from parsed CLI options. */
 export function runOptionsFromCli(o: RunCli): RunOptions {
-  if (o.batchSize < 1) throw new UsageError('--batch-size must be at least 1');
-  return {
+  return validateRunOptions({
     decoding: decodingFromCli(o),
     filter: filterFromCli(o),
     input: { imageColumn: o.imageColumn, textColumn: o.textColumn, shardSize: o.shardSize },
@@ -110,7 +110,7 @@ export function runOptionsFromCli(o: RunCli): RunOptions {
     },
     output: { compression: o.gzip ? 'gzip' : 'none' },
     batchSize: o.batchSize,
-  };
+  });
 }
 
 export function s3OptionsFromCli(o: S3Cli): S3Options {

@@ -93,6 +93,11 @@ export class TooLargeError extends CapfiltError {
   }
 }
 
+/** Retrying cannot help: the input is gone, the options or the model are unusable. */
+export function isPermanent(err: unknown): err is CapfiltError {
+  return err instanceof NotFoundError || err instanceof UsageError || err instanceof ModelError;
+}
+
 export function errorMessage(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }

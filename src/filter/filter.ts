@@ -1,5 +1,4 @@
 import type * as ort from 'onnxruntime-node';
-import { UsageError } from '../core/errors.js';
 import type { FilterOptions, TextScore } from '../core/types.js';
 import { chunks, mapBatches } from '../model/runtime/batching.js';
 import { BlipEngine, type EngineOptions, loadModel } from '../model/runtime/engine.js';
@@ -32,7 +31,6 @@ export class Filter extends BlipEngine {
 
   /** ITM match probability and ITC cosine of every text of every sample. */
   async score(samples: readonly ScoreSample[], options: ScoreOptions): Promise<TextScore[][]> {
-    if (options.maxTextLength < 2) throw new UsageError('the text length budget must be at least 2 tokens');
     return mapBatches(
       samples,
       this.batchSize,

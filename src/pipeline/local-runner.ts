@@ -1,6 +1,7 @@
 import { Captioner, type EngineOptions } from '../captioner/captioner.js';
 import { errorMessage, NotFoundError, ShardError } from '../core/errors.js';
 import type { RunOptions, ShardStats } from '../core/types.js';
+import { validateRunOptions } from '../core/validate.js';
 import { Filter } from '../filter/filter.js';
 import { joinUri } from '../io/location.js';
 import type { Storage } from '../io/storage/storage.js';
@@ -66,6 +67,7 @@ async function readStats(storage: Storage, uri: string): Promise<ShardStats | nu
  * rest one by one with decode prefetch, and write _summary.json once every shard is complete.
  */
 export async function runLocal(p: LocalRunParams): Promise<LocalRunResult> {
+  validateRunOptions(p.options);
   const t0 = performance.now();
   const log = p.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const planned: PlannedShard[] = await planShards(p.storage, p.input, {

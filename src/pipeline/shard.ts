@@ -1,4 +1,4 @@
-import { ShardError } from '../core/errors.js';
+import { errorMessage, isPermanent, ShardError } from '../core/errors.js';
 import { recordOptions } from '../core/options.js';
 import type {
   LoadedSample,
@@ -144,14 +144,13 @@ export function loadedBatches(
   );
 }
 
-/** A missing input fails the shard for good; anything else may be retried. */
+/**
+ * A missing input, bad options or an unusable model fail the shard for good (retrying cannot
+ * help); anything else (a network error, a full disk) may be retried.
+ */
 export function shardFailure(shard: ShardRef, err: unknown): ShardError {
   if (err instanceof ShardError) return err;
-  const code = (err as { code?: string }).code;
-  return new ShardError(shard.id, (err as Error).message ?? String(err), {
-    cause: err,
-    retryable: code !== 'not_found',
-  });
+  return new ShardError(shard.id, errorMessage(err), { cause: err, retryable: !isPermanent(err) });
 }
 
 /** Caption → filter → records for one decoded batch, timing each model. */
@@ -190,7 +189,6 @@ export async function writeShardOutput(
     return await writer.commit(timings, startedAt, recordOptions(ctx.options));
   } catch (err) {
     await writer.abort();
-    if (err instanceof ShardError) throw err;
-    throw new ShardError(shard.id, (err as Error).message ?? String(err), { cause: err });
+    throw shardFailure(shard, err);
   }
 }

@@ -1,6 +1,6 @@
 import type { DefaultJobOptions } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
-import { ShardError } from '../core/errors.js';
+import { isPermanent, ShardError } from '../core/errors.js';
 
 /** Retry and retention policy of shard jobs. */
 export interface ShardJobPolicy {
@@ -55,11 +55,12 @@ export function lockPolicy(longestBatchMs = 60_000): LockPolicy {
 }
 
 /**
- * BullMQ retries anything thrown; a ShardError marked non-retryable (the input is gone) becomes
- * an UnrecoverableError so the job fails at once and is listed among the failures.
+ * BullMQ retries anything thrown; a ShardError marked non-retryable (the input is gone), bad
+ * options and an unusable model become an UnrecoverableError, so the job fails at once and is
+ * listed among the failures.
  */
 export function toJobError(err: unknown): Error {
-  if (err instanceof ShardError && !err.retryable) {
+  if ((err instanceof ShardError && !err.retryable) || isPermanent(err)) {
     const unrecoverable = new UnrecoverableError(err.message);
     unrecoverable.stack = err.stack;
     return unrecoverable;

@@ -2,6 +2,7 @@ import { randomBytes } from 'node:crypto';
 import type { FlowJob } from 'bullmq';
 import { NotFoundError, UsageError } from '../core/errors.js';
 import type { RunOptions, ShardRef } from '../core/types.js';
+import { validateRunOptions } from '../core/validate.js';
 import type { Storage } from '../io/storage/storage.js';
 import { planShards } from '../pipeline/plan.js';
 import type { QueueContext } from './context.js';
@@ -110,8 +111,9 @@ export async function produceRun(
   storage: Storage,
   req: ProduceRequest,
 ): Promise<ProduceResult> {
+  validateRunOptions(req.options);
   const runId = req.runId ?? newRunId();
-  if (sanitizeId(runId) !== runId) throw new Error(`run id must match [A-Za-z0-9._-]+ (got ${runId})`);
+  if (sanitizeId(runId) !== runId) throw new UsageError(`run id must match [A-Za-z0-9._-]+ (got ${runId})`);
   const existing = await ctx.runs.get<RunOptions>(runId);
   if (!existing && req.scheduleId) {
     // A firing while the schedule's previous run is still going would enqueue that run's

@@ -1,4 +1,5 @@
 import { UsageError } from '../core/errors.js';
+import { validateRunOptions } from '../core/validate.js';
 import type { QueueContext } from './context.js';
 import { sanitizeId } from './names.js';
 import type { ProduceJobData } from './worker.js';
@@ -42,6 +43,7 @@ export async function addSchedule(ctx: QueueContext, req: ScheduleRequest): Prom
   if ((req.cron === undefined) === (req.every === undefined)) {
     throw new UsageError('give exactly one of --cron and --every');
   }
+  validateRunOptions(req.produce.options);
   const repeat =
     req.cron !== undefined ? { pattern: req.cron, ...(req.tz ? { tz: req.tz } : {}) } : { every: req.every };
   await ctx.queue('produce').upsertJobScheduler(req.id, repeat, {

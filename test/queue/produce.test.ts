@@ -37,6 +37,13 @@ describe('produce', () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('refuses bad options before recording or enqueueing anything', async () => {
+    const bad = { ...req({ runId: 'bad' }), options: runOptions({ decoding: { topP: 2 } }) };
+    await expect(produceRun(ctx, storage, bad)).rejects.toThrow('--top-p must be in (0, 1]');
+    expect(await ctx.runs.get('bad')).toBe(null);
+    expect(await ctx.queue('write').count()).toBe(0);
+  });
+
   it('enqueues one flow per shard, and enqueueing the same run again adds nothing', async () => {
     expect(await produceRun(ctx, storage, req({ runId: 'a' }))).toMatchObject({ shards: 2, enqueued: 2 });
     await produceRun(ctx, storage, req({ runId: 'a' }));
