@@ -14,6 +14,10 @@ export interface Repo {
   revisions: string[];
   /** Lie about a file (size or sha256) to check verification. */
   lie?: Record<string, { size?: number; sha256?: string }>;
+  /** Files served with no size and no hash (chunked), the file's bytes followed by zeros without end. */
+  endless?: string[];
+  /** Never answer the API listing, or a file's HEAD, or send half of a file's GET body and then nothing. */
+  stall?: { api?: boolean; head?: string[]; body?: string[] };
 }
 
 export interface Logged {
@@ -33,6 +37,8 @@ export class FakeHub {
   readonly log: Logged[] = [];
   /** CDN paths whose next full GET is cut off halfway. */
   readonly interruptOnce = new Set<string>();
+  /** CDN paths whose next full GET sends half the body, then nothing (the connection stays open). */
+  readonly stallOnce = new Set<string>();
   private server?: Server;
   url = '';
 
@@ -65,6 +71,7 @@ export class FakeHub {
     if (path[1] === 'api' && path[2] === 'models' && path[5] === 'revision') {
       const repo = this.repos.get(`${path[3]}/${path[4]}`);
       if (!repo?.api || !repo.revisions.includes(path[6])) return this.notFound(res);
+      if (repo.stall?.api) return; // no answer at all
       const siblings = (await readdir(repo.dir)).map((rfilename) => ({ rfilename }));
       res.setHeader('content-type', 'application/json');
       res.end(JSON.stringify({ id: `${path[3]}/${path[4]}`, sha: repo.sha, siblings }));
@@ -89,10 +96,13 @@ export class FakeHub {
         res.statusCode = 206;
         res.setHeader('content-range', `bytes ${start}-${body.length - 1}/${body.length}`);
         res.setHeader('content-length', body.length - start);
+        if (repo.stall?.body?.includes(path[4])) return this.hang(res, body.subarray(start));
         res.end(body.subarray(start));
         return;
       }
       res.setHeader('content-length', body.length);
+      if (this.stallOnce.delete(url.pathname) || repo.stall?.body?.includes(path[4]))
+        return this.hang(res, body);
       if (this.interruptOnce.delete(url.pathname)) {
         res.flushHeaders();
         res.write(body.subarray(0, Math.floor(body.length / 2)), () => {
@@ -113,6 +123,8 @@ export class FakeHub {
     const body = await readFile(join(repo.dir, file)).catch(() => undefined);
     if (!body) return this.notFound(res);
     res.setHeader('x-repo-commit', repo.sha);
+    if (req.method === 'HEAD' && repo.stall?.head?.includes(file)) return;
+    if (repo.endless?.includes(file)) return this.endless(req, res, body);
     if (LFS.test(file)) {
       const lie = repo.lie?.[file] ?? {};
       const sha256 = lie.sha256 ?? createHash('sha256').update(body).digest('hex');
@@ -128,6 +140,24 @@ export class FakeHub {
     res.setHeader('etag', `"${gitSha1}"`);
     res.setHeader('content-length', body.length);
     res.end(req.method === 'HEAD' ? undefined : body);
+  }
+
+  /** Half of `body`, then nothing: the connection stays open until the client gives up. */
+  private hang(res: ServerResponse, body: Buffer): void {
+    res.flushHeaders();
+    res.write(body.subarray(0, Math.floor(body.length / 2)));
+  }
+
+  /** The bytes, then zeros until the client goes away; chunked, so no size is ever stated. */
+  private endless(req: IncomingMessage, res: ServerResponse, body: Buffer): void {
+    if (req.method === 'HEAD') return void res.end();
+    const zeros = Buffer.alloc(1 << 20);
+    const more = (): void => {
+      while (!res.destroyed && res.write(zeros));
+      if (!res.destroyed) res.once('drain', more);
+    };
+    res.write(body);
+    more();
   }
 
   private notFound(res: ServerResponse): void {

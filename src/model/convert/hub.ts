@@ -33,6 +33,13 @@ export interface PullOptions {
   onProgress?: (p: PullProgress) => void;
   /** Times an interrupted transfer is resumed before giving up; default 5. */
   retries?: number;
+  /**
+   * A request that gets no response, or a transfer that receives nothing, for this long is
+   * abandoned (a stalled transfer is resumed like a broken one); default 30 s.
+   */
+  stallTimeoutMs?: number;
+  /** Largest file accepted, reported or not; default 8 GiB for weights, 64 MiB for other files. */
+  maxBytes?: number;
 }
 
 export interface PulledFile {
@@ -68,6 +75,40 @@ const OPTIONAL = [
 ];
 const WEIGHTS = ['model.safetensors', 'pytorch_model.bin'];
 
+/**
+ * Byte caps for a file whose size the hub does not report (and for sizes it reports): BLIP large's
+ * fp32 weights are about 1.9 GB, configs and vocabularies a few hundred KB.
+ */
+const MAX_WEIGHTS_BYTES = 8 * 1024 ** 3;
+const MAX_OTHER_BYTES = 64 << 20;
+
+function capFor(file: string, maxBytes: number | undefined): number {
+  return maxBytes ?? (/\.(safetensors|bin)$/.test(file) ? MAX_WEIGHTS_BYTES : MAX_OTHER_BYTES);
+}
+
+const DEFAULT_STALL_MS = 30_000;
+
+/** An abort signal that fires once `touch` has not been called for `ms`: a hub that stops sending. */
+class StallGuard {
+  readonly #controller = new AbortController();
+  readonly #timer: NodeJS.Timeout;
+  constructor(readonly ms: number) {
+    this.#timer = setTimeout(() => this.#controller.abort(), ms);
+  }
+  get signal(): AbortSignal {
+    return this.#controller.signal;
+  }
+  get stalled(): boolean {
+    return this.#controller.signal.aborted;
+  }
+  touch(): void {
+    this.#timer.refresh();
+  }
+  clear(): void {
+    clearTimeout(this.#timer);
+  }
+}
+
 interface RemoteInfo {
   size?: number;
   sha256?: string;
@@ -83,6 +124,7 @@ class Hub {
     endpoint: string,
     token: string | undefined,
     readonly repo: string,
+    readonly stallMs: number,
   ) {
     this.base = endpoint.replace(/\/+$/, '');
     try {
@@ -98,31 +140,50 @@ class Hub {
     return `${this.base}/${encodeRepo(this.repo)}/resolve/${encodeURIComponent(revision)}/${path}`;
   }
 
-  async fetch(url: string, init: RequestInit & { headers?: Record<string, string> } = {}): Promise<Response> {
+  /**
+   * One request. Without a `guard` the whole exchange (headers and the small body of an API or
+   * HEAD answer) must finish within stallMs; a transfer passes its own guard instead.
+   */
+  async fetch(
+    url: string,
+    init: RequestInit & { headers?: Record<string, string> } = {},
+    guard = new StallGuard(this.stallMs),
+  ): Promise<Response> {
     // head() follows redirects by hand, and LFS redirects point at another host: the token stays with the hub.
     const auth = new URL(url).origin === this.origin ? this.auth : {};
     try {
-      return await fetch(url, { ...init, headers: { ...auth, ...init.headers } });
+      return await fetch(url, { ...init, signal: guard.signal, headers: { ...auth, ...init.headers } });
     } catch (err) {
+      if (guard.stalled) throw new ModelError(`${url}: no response within ${guard.ms} ms`, { cause: err });
       throw new ModelError(`cannot reach ${url}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  /** A small JSON or empty answer read whole under one stall guard. */
+  async exchange(url: string, init: RequestInit & { headers?: Record<string, string> } = {}) {
+    const guard = new StallGuard(this.stallMs);
+    try {
+      const res = await this.fetch(url, init, guard);
+      let body: unknown;
+      try {
+        if (res.ok && init.method !== 'HEAD') body = await res.json();
+        else await res.body?.cancel();
+      } catch (err) {
+        if (guard.stalled) throw new ModelError(`${url}: no response within ${guard.ms} ms`, { cause: err });
+        body = undefined;
+      }
+      return { res, body };
+    } finally {
+      guard.clear();
     }
   }
 
   /** Repo listing at a revision, or undefined when the endpoint has no API (plain file servers, mirrors). */
   async listFiles(revision: string): Promise<{ files: Set<string>; sha?: string } | undefined> {
     const url = `${this.base}/api/models/${encodeRepo(this.repo)}/revision/${encodeURIComponent(revision)}`;
-    const res = await this.fetch(url, { headers: { accept: 'application/json' } });
+    const { res, body } = await this.exchange(url, { headers: { accept: 'application/json' } });
     if (res.status === 401 || res.status === 403) throw authError(this.repo, res.status);
-    if (!res.ok) {
-      await res.body?.cancel();
-      return undefined;
-    }
-    let body: unknown;
-    try {
-      body = await res.json();
-    } catch {
-      return undefined;
-    }
+    if (!res.ok || body === undefined || body === null) return undefined;
     const siblings = (body as { siblings?: unknown }).siblings;
     if (!Array.isArray(siblings)) return undefined;
     const files = new Set<string>();
@@ -141,7 +202,7 @@ class Hub {
   async head(revision: string, file: string): Promise<RemoteInfo | undefined> {
     let url = this.resolveUrl(revision, file);
     for (let hop = 0; hop < 5; hop++) {
-      const res = await this.fetch(url, { method: 'HEAD', redirect: 'manual' });
+      const { res } = await this.exchange(url, { method: 'HEAD', redirect: 'manual' });
       const h = res.headers;
       if (res.status === 404) return undefined;
       if (res.status === 401 || res.status === 403) throw authError(this.repo, res.status);
@@ -229,21 +290,25 @@ async function verify(
 
 class Interrupted extends Error {}
 
-/** One GET into `part`, appending from `have` when the server honours the Range. */
+/**
+ * One GET into `part`, appending from `have` when the server honours the Range. A server that
+ * sends nothing for the stall timeout is cut off (and resumed by the caller like a broken one).
+ */
 async function transfer(
   hub: Hub,
   url: string,
   part: string,
   have: number,
   file: string,
-  info: RemoteInfo,
+  info: RemoteInfo & { cap: number },
+  guard: StallGuard,
   onProgress?: (p: PullProgress) => void,
 ): Promise<void> {
   let res: Response;
   try {
-    res = await hub.fetch(url, { headers: have > 0 ? { range: `bytes=${have}-` } : {} });
+    res = await hub.fetch(url, { headers: have > 0 ? { range: `bytes=${have}-` } : {} }, guard);
   } catch (err) {
-    // A connection that fails outright is retried like one that breaks off.
+    // A connection that fails outright (or never answers) is retried like one that breaks off.
     throw new Interrupted((err as Error).message, { cause: err });
   }
   if (res.status === 416 && have > 0) {
@@ -273,10 +338,16 @@ async function transfer(
     if (!res.body) return;
     try {
       for await (const chunk of res.body) {
+        guard.touch();
         const bytes = chunk as Uint8Array;
-        // Stop a server that sends more than the hub reported before it fills the disk.
+        // Stop a server that sends more than the hub reported (or, unreported, than the cap) before it fills the disk.
         if (info.size !== undefined && pos + bytes.byteLength > info.size) {
           throw new ModelError(`${file}: the server sent more than the ${info.size} bytes the hub reports`);
+        }
+        if (pos + bytes.byteLength > info.cap) {
+          throw new ModelError(
+            `${file}: the hub reported no size and sent more than the ${info.cap}-byte cap`,
+          );
         }
         let done = 0;
         while (done < bytes.byteLength) {
@@ -288,9 +359,8 @@ async function transfer(
       }
     } catch (err) {
       if (err instanceof ModelError) throw err;
-      throw new Interrupted(`transfer of ${file} broke off at byte ${pos}: ${(err as Error).message}`, {
-        cause: err,
-      });
+      const why = guard.stalled ? `the server sent nothing for ${guard.ms} ms` : (err as Error).message;
+      throw new Interrupted(`transfer of ${file} broke off at byte ${pos}: ${why}`, { cause: err });
     }
   } finally {
     await fh.close();
@@ -301,11 +371,14 @@ async function download(
   hub: Hub,
   revision: string,
   file: string,
-  info: RemoteInfo,
+  info: RemoteInfo & { cap: number },
   out: string,
   retries: number,
   onProgress?: (p: PullProgress) => void,
 ): Promise<PulledFile> {
+  if (info.size !== undefined && info.size > info.cap) {
+    throw new ModelError(`${file}: the hub reports ${info.size} bytes, over the ${info.cap}-byte cap`);
+  }
   const dest = join(out, file);
   const part = `${dest}.part`;
   await mkdir(dirname(dest), { recursive: true });
@@ -319,13 +392,14 @@ async function download(
   const url = hub.resolveUrl(revision, file);
   for (let attempt = 0; ; attempt++) {
     let have = (await fileSize(part)) ?? 0;
-    if (info.size !== undefined && have > info.size) {
+    if ((info.size !== undefined && have > info.size) || have > info.cap) {
       await rm(part, { force: true });
       have = 0;
     }
     if (info.size !== undefined && have === info.size && have > 0) break;
+    const guard = new StallGuard(hub.stallMs);
     try {
-      await transfer(hub, url, part, have, file, info, onProgress);
+      await transfer(hub, url, part, have, file, info, guard, onProgress);
       break;
     } catch (err) {
       if (!(err instanceof Interrupted) || attempt >= retries) {
@@ -333,6 +407,8 @@ async function download(
           ? new ModelError(`${err.message} (after ${attempt} resumes)`, { cause: err })
           : err;
       }
+    } finally {
+      guard.clear();
     }
   }
   let checked: Pick<PulledFile, 'size' | 'verified' | 'sha256'>;
@@ -366,7 +442,7 @@ export async function pullModel(opts: PullOptions): Promise<PullResult> {
   const endpoint = opts.endpoint ?? process.env.HF_ENDPOINT ?? 'https://huggingface.co';
   const token = opts.token ?? process.env.HF_TOKEN ?? undefined;
   const revision = opts.revision ?? 'main';
-  const hub = new Hub(endpoint, token || undefined, opts.repo);
+  const hub = new Hub(endpoint, token || undefined, opts.repo, opts.stallTimeoutMs ?? DEFAULT_STALL_MS);
   const retries = opts.retries ?? 5;
 
   const listing = await hub.listFiles(revision);
@@ -422,7 +498,8 @@ export async function pullModel(opts: PullOptions): Promise<PullResult> {
   await mkdir(opts.out, { recursive: true });
   const files: PulledFile[] = [];
   for (const f of wanted) {
-    files.push(await download(hub, at, f, infos.get(f) as RemoteInfo, opts.out, retries, opts.onProgress));
+    const info = { ...(infos.get(f) as RemoteInfo), cap: capFor(f, opts.maxBytes) };
+    files.push(await download(hub, at, f, info, opts.out, retries, opts.onProgress));
   }
   return { out: opts.out, repo: opts.repo, revision, commit, weights, files };
 }
