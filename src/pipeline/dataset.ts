@@ -2,44 +2,13 @@
 import { UsageError } from '../core/errors.js';
 import { definedOnly, recordOptions, runOptions } from '../core/options.js';
 import type { FilterOptions, OutputRecord, RecordOptions, RunOptions, ShardStats } from '../core/types.js';
-import { joinUri } from '../io/location.js';
-import { lines } from '../io/readers/jsonl.js';
 import type { Storage } from '../io/storage/storage.js';
-import { parsePartName, ShardWriter, SUMMARY_NAME } from '../output/shard-writer.js';
-import { emptyTimings, summarize } from '../output/stats.js';
+import { completedShards } from '../output/completion.js';
+import { readRecords } from '../output/read.js';
+import { ShardWriter } from '../output/shard-writer.js';
+import { emptyTimings } from '../output/stats.js';
+import { writeSummary } from '../output/summary.js';
 import { applyDecision } from './stages.js';
-
-export interface CompletedShard {
-  shardId: string;
-  data: string;
-  stats: ShardStats;
-}
-
-/** Shards of an output folder that have their completion marker (others are incomplete and ignored). */
-export async function completedShards(storage: Storage, output: string): Promise<CompletedShard[]> {
-  const files = await storage.list(output);
-  const data = new Map<string, string>();
-  const markers: { id: string; uri: string }[] = [];
-  for (const f of files) {
-    const p = parsePartName(f.relPath);
-    if (!p) continue;
-    if (p.kind === 'data') data.set(p.shardId, f.uri);
-    else markers.push({ id: p.shardId, uri: f.uri });
-  }
-  const out: CompletedShard[] = [];
-  for (const m of markers) {
-    const d = data.get(m.id);
-    if (!d) continue;
-    const stats = JSON.parse((await storage.read(m.uri)).toString('utf8')) as ShardStats;
-    out.push({ shardId: m.id, data: d, stats });
-  }
-  return out;
-}
-
-/** Records of a part file, in order. */
-export async function* readRecords(storage: Storage, uri: string): AsyncGenerator<OutputRecord> {
-  for await (const line of lines(storage, uri)) yield JSON.parse(line) as OutputRecord;
-}
 
 /** RunOptions as far as a stored record's provenance tells them. */
 export function optionsFromRecord(o: RecordOptions): RunOptions {
@@ -130,11 +99,7 @@ export async function refilter(
       throw err;
     }
   }
-  const summary = summarize(all);
-  await storage.write(
-    joinUri(output, SUMMARY_NAME),
-    `${JSON.stringify({ ...summary, refilteredFrom: input, completedAt: new Date().toISOString() }, null, 2)}\n`,
-  );
+  const summary = await writeSummary(storage, output, all, { input, refilteredFrom: input });
   return { shards: all.length, records: summary.records, keptTexts: summary.kept.texts };
 }
 

@@ -1,14 +1,13 @@
 import { Captioner, type EngineOptions } from '../captioner/captioner.js';
-import { errorMessage, NotFoundError, ShardError } from '../core/errors.js';
+import { errorMessage } from '../core/errors.js';
 import type { RunOptions, ShardStats } from '../core/types.js';
 import { validateRunOptions } from '../core/validate.js';
 import { Filter } from '../filter/filter.js';
-import { joinUri } from '../io/location.js';
 import type { Storage } from '../io/storage/storage.js';
-import { SUMMARY_NAME, shardOutputNames } from '../output/shard-writer.js';
-import { type RunSummary, summarize } from '../output/stats.js';
+import { completedShardStats } from '../output/completion.js';
+import { removeSummary, type SummaryFile, summaryUri, writeSummary } from '../output/summary.js';
 import type { CaptionEngine, FilterEngine } from './engines.js';
-import { type PlannedShard, planShards } from './plan.js';
+import { type PlannedShard, planRun, totalPairs } from './plan.js';
 import { Progress } from './progress.js';
 import { processShard } from './shard.js';
 
@@ -37,8 +36,8 @@ export interface LocalRunResult {
   skipped: number;
   failed: { shard: string; error: string }[];
   interrupted: boolean;
-  /** Null when the run did not complete (failures or interruption). */
-  summary: RunSummary | null;
+  /** What _summary.json says; null when the run did not complete (failures or interruption). */
+  summary: SummaryFile | null;
   summaryUri: string;
   wallMs: number;
   /** Milliseconds inside the captioner and the filter, summed over shards processed now. */
@@ -46,20 +45,86 @@ export interface LocalRunResult {
   stats: ShardStats[];
 }
 
-/** A shard's completion marker, or null when it is absent or unreadable (the shard is then redone). */
-async function readStats(storage: Storage, uri: string): Promise<ShardStats | null> {
-  let body: Buffer;
-  try {
-    body = await storage.read(uri);
-  } catch (err) {
-    if (err instanceof NotFoundError) return null;
+type Engines = { captioner: CaptionEngine; filter: FilterEngine };
+
+/** Shards already complete in the output (skipped unless overwrite), and those still to do. */
+async function sortOutDone(
+  p: LocalRunParams,
+  planned: readonly PlannedShard[],
+): Promise<{ todo: PlannedShard[]; done: Map<string, ShardStats> }> {
+  const todo: PlannedShard[] = [];
+  const done = new Map<string, ShardStats>();
+  for (const s of planned) {
+    const stats = p.overwrite
+      ? null
+      : await completedShardStats(p.storage, p.output, s.shard.id, p.options.output.compression);
+    if (stats) done.set(s.shard.id, stats);
+    else todo.push(s);
+  }
+  return { todo, done };
+}
+
+/** The runner's own engines, loaded once; `close` releases them (not engines passed in). */
+async function openEngines(p: LocalRunParams): Promise<{ engines: Engines; close(): Promise<void> }> {
+  if (p.engines) return { engines: p.engines, close: async () => {} };
+  const options = { batchSize: p.options.batchSize, ...p.engine };
+  const captioner = await Captioner.load(p.captionerDir, options);
+  const filter = await Filter.load(p.filterDir, options).catch(async (err: unknown) => {
+    await captioner.close().catch(() => undefined);
     throw err;
+  });
+  return {
+    engines: { captioner, filter },
+    async close() {
+      await captioner.close().catch(() => undefined);
+      await filter.close().catch(() => undefined);
+    },
+  };
+}
+
+interface ShardOutcomes {
+  fresh: ShardStats[];
+  failed: LocalRunResult['failed'];
+  interrupted: boolean;
+}
+
+/** One shard after another; a failed shard is logged and the run goes on, an interrupt stops it. */
+async function processShards(
+  p: LocalRunParams,
+  todo: readonly PlannedShard[],
+  engines: Engines | null,
+  progress: Progress,
+  log: (line: string) => void,
+): Promise<ShardOutcomes> {
+  const out: ShardOutcomes = { fresh: [], failed: [], interrupted: false };
+  const ctx = {
+    storage: p.storage,
+    options: p.options,
+    captioner: engines?.captioner ?? null,
+    filter: engines?.filter ?? null,
+    output: p.output,
+    signal: p.signal,
+    onProgress: (n: number) => progress.add(n),
+  };
+  for (const s of todo) {
+    if (p.signal?.aborted) return { ...out, interrupted: true };
+    try {
+      out.fresh.push(await processShard(s.shard, ctx));
+      progress.shardDone();
+    } catch (err) {
+      if (p.signal?.aborted) return { ...out, interrupted: true };
+      out.failed.push({ shard: s.shard.id, error: errorMessage(err) });
+      log(`capfilt: shard ${s.shard.id} failed: ${errorMessage(err)}`);
+    }
   }
-  try {
-    return JSON.parse(body.toString('utf8')) as ShardStats;
-  } catch {
-    return null;
-  }
+  return out;
+}
+
+function progressFor(p: LocalRunParams, planned: readonly PlannedShard[]): Progress {
+  const total = totalPairs(planned);
+  return p.progress && p.progress !== 'auto'
+    ? new Progress({ mode: p.progress, totalPairs: total, totalShards: planned.length })
+    : Progress.auto(total, planned.length);
 }
 
 /**
@@ -70,123 +135,44 @@ export async function runLocal(p: LocalRunParams): Promise<LocalRunResult> {
   validateRunOptions(p.options);
   const t0 = performance.now();
   const log = p.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const planned: PlannedShard[] = await planShards(p.storage, p.input, {
-    shardSize: p.options.input.shardSize,
-  });
-  for (const h of p.human ?? []) {
-    planned.push(...(await planShards(p.storage, h, { shardSize: p.options.input.shardSize, human: true })));
-  }
-  const ids = new Set<string>();
-  for (const { shard } of planned) {
-    if (ids.has(shard.id)) throw new ShardError(shard.id, 'two inputs map to the same shard id; rename one');
-    ids.add(shard.id);
-  }
-  // Temp files of writes that a killed process never committed.
+  const planned = await planRun(p.storage, { ...p, shardSize: p.options.input.shardSize });
   await p.storage.removeTemps(p.output);
-
-  const compression = p.options.output.compression;
-  const todo: PlannedShard[] = [];
-  const done: ShardStats[] = [];
-  const totalPairs = planned.every((s) => s.pairs !== null)
-    ? planned.reduce((a, s) => a + (s.pairs ?? 0), 0)
-    : null;
-  const progress =
-    p.progress && p.progress !== 'auto'
-      ? new Progress({ mode: p.progress, totalPairs, totalShards: planned.length })
-      : Progress.auto(totalPairs, planned.length);
+  const { todo, done } = await sortOutDone(p, planned);
+  const progress = progressFor(p, planned);
   for (const s of planned) {
-    const marker = shardOutputNames(p.output, s.shard.id, compression).stats;
-    const existing = p.overwrite ? null : await readStats(p.storage, marker);
-    if (existing) {
-      done.push(existing);
-      progress.skipShard(s.pairs ?? existing.records);
-    } else {
-      todo.push(s);
-    }
+    const stats = done.get(s.shard.id);
+    if (stats) progress.skipShard(s.pairs ?? stats.records);
   }
-  if (done.length > 0)
-    log(`capfilt: ${done.length} of ${planned.length} shards already complete, skipping them`);
-  const summaryUri = joinUri(p.output, SUMMARY_NAME);
-  // _summary.json vouches for a complete run: one from an earlier run must not outlive new work.
-  if (todo.length > 0) await p.storage.delete(summaryUri).catch(() => undefined);
+  if (done.size > 0) log(`capfilt: ${done.size} of ${planned.length} shards already complete, skipping them`);
+  if (todo.length > 0) await removeSummary(p.storage, p.output);
 
-  const needModels = todo.some((s) => !s.shard.human);
-  let engines = p.engines;
-  const owned: { close(): Promise<void> }[] = [];
-  if (!engines && needModels) {
-    const captioner = await Captioner.load(p.captionerDir, { batchSize: p.options.batchSize, ...p.engine });
-    const filter = await Filter.load(p.filterDir, { batchSize: p.options.batchSize, ...p.engine }).catch(
-      async (err: unknown) => {
-        // The close in the finally below is not reached yet: release the captioner's sessions here.
-        await captioner.close().catch(() => undefined);
-        throw err;
-      },
-    );
-    owned.push(captioner, filter);
-    engines = { captioner, filter };
-  }
-
-  const failed: LocalRunResult['failed'] = [];
-  const fresh: ShardStats[] = [];
-  let interrupted = false;
+  const opened = todo.some((s) => !s.shard.human) ? await openEngines(p) : null;
+  let outcomes: ShardOutcomes;
   try {
-    for (const s of todo) {
-      if (p.signal?.aborted) {
-        interrupted = true;
-        break;
-      }
-      try {
-        const stats = await processShard(s.shard, {
-          storage: p.storage,
-          options: p.options,
-          captioner: engines?.captioner ?? null,
-          filter: engines?.filter ?? null,
-          output: p.output,
-          signal: p.signal,
-          onProgress: (n) => progress.add(n),
-        });
-        fresh.push(stats);
-        progress.shardDone();
-      } catch (err) {
-        if (p.signal?.aborted) {
-          interrupted = true;
-          break;
-        }
-        failed.push({ shard: s.shard.id, error: errorMessage(err) });
-        log(`capfilt: shard ${s.shard.id} failed: ${errorMessage(err)}`);
-      }
-    }
+    outcomes = await processShards(p, todo, opened?.engines ?? null, progress, log);
   } finally {
     progress.finish();
-    for (const e of owned) await e.close().catch(() => undefined);
+    await opened?.close();
   }
 
-  const all = [...done, ...fresh];
+  const { fresh, failed, interrupted } = outcomes;
+  for (const st of fresh) done.set(st.shard.id, st);
+  // In plan order, as _summary.json lists the shard ids.
+  const all = planned.flatMap((s) => done.get(s.shard.id) ?? []);
   const complete = !interrupted && failed.length === 0 && all.length === planned.length;
-  let summary: RunSummary | null = null;
-  if (complete) {
-    summary = summarize(all);
-    const body = {
-      ...summary,
-      input: p.input,
-      human: p.human ?? [],
-      output: p.output,
-      shardIds: planned.map((s) => s.shard.id),
-      completedAt: new Date().toISOString(),
-    };
-    await p.storage.write(summaryUri, `${JSON.stringify(body, null, 2)}\n`);
-  }
-  const modelMs = fresh.reduce((a, s) => a + s.timingsMs.caption + s.timingsMs.filter, 0);
+  const summary = complete
+    ? await writeSummary(p.storage, p.output, all, { input: p.input, human: p.human })
+    : null;
   return {
     shards: planned.length,
     processed: fresh.length,
-    skipped: done.length,
+    skipped: planned.length - todo.length,
     failed,
     interrupted,
     summary,
-    summaryUri,
+    summaryUri: summaryUri(p.output),
     wallMs: performance.now() - t0,
-    modelMs,
+    modelMs: fresh.reduce((a, s) => a + s.timingsMs.caption + s.timingsMs.filter, 0),
     stats: all,
   };
 }

@@ -93,3 +93,33 @@ export async function planShards(
   }
   return planned;
 }
+
+export interface RunPlanRequest {
+  input: string;
+  /** Human-annotated manifests or folders: their shards are marked human (written unfiltered). */
+  human?: readonly string[];
+  shardSize: number;
+}
+
+/**
+ * The shards of a whole run, for the local runner and the queue alike: the input's, then each
+ * human input's. Two inputs that map to one shard id would overwrite each other's output, so
+ * that is refused before anything runs.
+ */
+export async function planRun(storage: Storage, req: RunPlanRequest): Promise<PlannedShard[]> {
+  const planned = await planShards(storage, req.input, { shardSize: req.shardSize });
+  for (const h of req.human ?? []) {
+    planned.push(...(await planShards(storage, h, { shardSize: req.shardSize, human: true })));
+  }
+  const ids = new Set<string>();
+  for (const { shard } of planned) {
+    if (ids.has(shard.id)) throw new UsageError(`two inputs map to the shard id ${shard.id}; rename one`);
+    ids.add(shard.id);
+  }
+  return planned;
+}
+
+/** Pairs in all planned shards, or null when some are only counted by reading them (tars). */
+export function totalPairs(planned: readonly PlannedShard[]): number | null {
+  return planned.every((s) => s.pairs !== null) ? planned.reduce((a, s) => a + (s.pairs ?? 0), 0) : null;
+}

@@ -1,16 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import type { FlowJob } from 'bullmq';
+import pMap from 'p-map';
 import { NotFoundError, UsageError } from '../core/errors.js';
 import type { RunOptions, ShardRef } from '../core/types.js';
 import { validateRunOptions } from '../core/validate.js';
 import type { Storage } from '../io/storage/storage.js';
-import { planShards } from '../pipeline/plan.js';
+import { isShardComplete } from '../output/completion.js';
+import { planRun } from '../pipeline/plan.js';
 import type { QueueContext } from './context.js';
 import { shardFingerprint } from './fingerprint.js';
 import { DEFAULT_SHARD_JOB_POLICY, type ShardJobPolicy, shardJobOptions } from './job-options.js';
 import { queueName, sanitizeId, shardJobId } from './names.js';
 import type { RunMode } from './runs.js';
-import { shardIsComplete } from './stages.js';
 
 /** What a shard job carries: a reference to the shard, never its bytes. */
 export interface ShardJobData {
@@ -58,19 +59,6 @@ export function newRunId(now = new Date()): string {
     .replace(/[-:]/g, '')
     .replace(/\.\d+Z$/, 'Z');
   return `run-${stamp}-${randomBytes(3).toString('hex')}`;
-}
-
-async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promise<R>): Promise<R[]> {
-  const out = new Array<R>(items.length);
-  let next = 0;
-  const lanes = Array.from({ length: Math.min(limit, items.length) }, async () => {
-    while (next < items.length) {
-      const i = next++;
-      out[i] = await fn(items[i]);
-    }
-  });
-  await Promise.all(lanes);
-  return out;
 }
 
 /** One flow per shard: write ← filter ← caption (split) or write ← fused. */
@@ -124,30 +112,31 @@ export async function produceRun(
   // Producing a run again (a crashed producer, a retried produce job) re-adds only what is
   // missing: job ids are derived from run + shard, so BullMQ ignores flows it already holds.
   const options = existing?.options ?? req.options;
-  const planned = await planShards(storage, req.input, { shardSize: options.input.shardSize });
-  for (const h of existing?.human ?? req.human ?? []) {
-    planned.push(...(await planShards(storage, h, { shardSize: options.input.shardSize, human: true })));
-  }
-  const ids = new Set<string>();
-  for (const { shard } of planned) {
-    if (ids.has(shard.id)) throw new UsageError(`two inputs map to the shard id ${shard.id}; rename one`);
-    ids.add(shard.id);
-  }
-  const previous = await ctx.runs.fingerprints(req.output);
-  const decisions = await mapLimit(planned, 16, async ({ shard }) => {
-    // A shard whose input vanished since planning is still enqueued: its job then fails
-    // permanently and is listed among the run's failures.
-    const fingerprint = await shardFingerprint(storage, shard).catch((err: unknown) => {
-      if (err instanceof NotFoundError) return 'missing';
-      throw err;
-    });
-    if (req.overwrite) return { shard, fingerprint, skip: false };
-    const before = previous.get(shard.id);
-    // Output written by `capfilt run` has no recorded fingerprint: its marker alone means done.
-    const unchanged = before === undefined || before === fingerprint;
-    const skip = unchanged && (await shardIsComplete(storage, req.output, shard, options));
-    return { shard, fingerprint, skip };
+  const planned = await planRun(storage, {
+    input: req.input,
+    human: existing?.human ?? req.human,
+    shardSize: options.input.shardSize,
   });
+  const previous = await ctx.runs.fingerprints(req.output);
+  const decisions = await pMap(
+    planned,
+    async ({ shard }) => {
+      // A shard whose input vanished since planning is still enqueued: its job then fails
+      // permanently and is listed among the run's failures.
+      const fingerprint = await shardFingerprint(storage, shard).catch((err: unknown) => {
+        if (err instanceof NotFoundError) return 'missing';
+        throw err;
+      });
+      if (req.overwrite) return { shard, fingerprint, skip: false };
+      const before = previous.get(shard.id);
+      // Output written by `capfilt run` has no recorded fingerprint: its completion alone means done.
+      const unchanged = before === undefined || before === fingerprint;
+      const skip =
+        unchanged && (await isShardComplete(storage, req.output, shard.id, options.output.compression));
+      return { shard, fingerprint, skip };
+    },
+    { concurrency: 16 },
+  );
   let todo = decisions.filter((d) => !d.skip);
   if (existing) {
     const done = await Promise.all(todo.map((d) => ctx.runs.isShardDone(runId, d.shard.id)));

@@ -17,7 +17,6 @@ import type {
 } from '../core/types.js';
 import { Filter } from '../filter/filter.js';
 import type { Storage } from '../io/storage/storage.js';
-import { shardOutputNames } from '../output/shard-writer.js';
 import { emptyTimings } from '../output/stats.js';
 import type { CaptionEngine } from '../pipeline/engines.js';
 import { loadedBatches, modelStages, shardFailure, writeShardOutput } from '../pipeline/shard.js';
@@ -204,8 +203,6 @@ export async function writeStage(
     timings,
     new Date(result.startedAt),
   );
-  let syntheticTotal = 0;
-  for (const r of result.records) if (r.status === 'ok') syntheticTotal += r.synthetic.length;
   return {
     stats,
     summary: {
@@ -214,17 +211,8 @@ export async function writeStage(
       rejected: stats.status.rejected,
       webKept: stats.kept.web,
       syntheticKept: stats.kept.synthetic,
-      syntheticTotal,
+      // Every scored synthetic caption lands in one histogram bin.
+      syntheticTotal: stats.itmHistogram.synthetic.reduce((a, b) => a + b, 0),
     },
   };
-}
-
-/** The shard's completion marker is in the output. */
-export async function shardIsComplete(
-  storage: Storage,
-  output: string,
-  shard: ShardRef,
-  options: RunOptions,
-): Promise<boolean> {
-  return await storage.exists(shardOutputNames(output, shard.id, options.output.compression).stats);
 }

@@ -8,7 +8,8 @@ import { describe, expect, it } from 'vitest';
 import { recordOptions, runOptions } from '../../src/core/options.js';
 import type { OutputRecord, ShardRef } from '../../src/core/types.js';
 import { type AtomicWriter, Storage } from '../../src/io/storage/storage.js';
-import { parsePartName, ShardWriter, shardOutputNames } from '../../src/output/shard-writer.js';
+import { shardOutputNames } from '../../src/output/layout.js';
+import { ShardWriter } from '../../src/output/shard-writer.js';
 import { emptyTimings, summarize } from '../../src/output/stats.js';
 
 const options = recordOptions(runOptions());
@@ -129,13 +130,5 @@ describe('ShardWriter', () => {
     await w.append([record(0)]);
     await w.abort();
     expect(await readdir(out)).toEqual([]);
-  });
-
-  it('parses part names', () => {
-    expect(parsePartName('part-a-0-5.jsonl')).toEqual({ shardId: 'a-0-5', kind: 'data', gzip: false });
-    expect(parsePartName('part-00001.jsonl.gz')).toEqual({ shardId: '00001', kind: 'data', gzip: true });
-    expect(parsePartName('part-x.stats.json')).toEqual({ shardId: 'x', kind: 'stats', gzip: false });
-    expect(parsePartName('_summary.json')).toBeNull();
-    expect(parsePartName('.part-x.jsonl.1-ab.tmp')).toBeNull();
   });
 });

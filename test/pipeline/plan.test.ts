@@ -6,7 +6,7 @@ import { NotFoundError, UsageError } from '../../src/core/errors.js';
 import { fileKeyOf, formatOf } from '../../src/io/readers/formats.js';
 import { resolveS3Options } from '../../src/io/s3.js';
 import { Storage } from '../../src/io/storage/storage.js';
-import { planShards } from '../../src/pipeline/plan.js';
+import { planRun, planShards, totalPairs } from '../../src/pipeline/plan.js';
 import { jsonl, makeTar } from '../io/fixtures.js';
 
 describe('planShards', () => {
@@ -72,5 +72,40 @@ describe('S3 client options', () => {
       if (saved === undefined) delete process.env.AWS_ENDPOINT_URL;
       else process.env.AWS_ENDPOINT_URL = saved;
     }
+  });
+});
+
+describe('planRun', () => {
+  const storage = new Storage();
+  const rows = (n: number) =>
+    jsonl(Array.from({ length: n }, (_, i) => ({ image: `${i}.jpg`, caption: 'c' })));
+
+  it('plans the input then the human inputs (marked human), with the pair total when known', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'capfilt-plan-'));
+    await writeFile(join(dir, 'web.jsonl'), rows(5));
+    await writeFile(join(dir, 'people.jsonl'), rows(2));
+    const planned = await planRun(storage, {
+      input: join(dir, 'web.jsonl'),
+      human: [join(dir, 'people.jsonl')],
+      shardSize: 3,
+    });
+    expect(planned.map((s) => [s.shard.id, s.shard.human === true])).toEqual([
+      ['web-0-3', false],
+      ['web-3-5', false],
+      ['human-people-0-2', true],
+    ]);
+    expect(totalPairs(planned)).toBe(7);
+  });
+
+  it('refuses two inputs that map to one shard id, with a UsageError', async () => {
+    const dir = await mkdtemp(join(tmpdir(), 'capfilt-plan-'));
+    await writeFile(join(dir, 'web.jsonl'), rows(2));
+    const twice = planRun(storage, { input: join(dir, 'web.jsonl'), human: [], shardSize: 3 }).then(
+      async (first) => {
+        await writeFile(join(dir, 'human-web.jsonl'), rows(2));
+        return [first, await planRun(storage, { input: dir, human: [join(dir, 'web.jsonl')], shardSize: 3 })];
+      },
+    );
+    await expect(twice).rejects.toBeInstanceOf(UsageError);
   });
 });

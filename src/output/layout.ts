@@ -1,0 +1,33 @@
+/** Names of the files in a capfilt output folder: they derive from shard ids alone. */
+import type { OutputOptions } from '../core/types.js';
+import { joinUri } from '../io/location.js';
+
+export type Compression = OutputOptions['compression'];
+
+export interface ShardOutputNames {
+  data: string;
+  stats: string;
+}
+
+/** Output names derive from the shard id alone, so a rerun or a redelivered job overwrites, never duplicates. */
+export function shardOutputNames(
+  output: string,
+  shardId: string,
+  compression: Compression = 'none',
+): ShardOutputNames {
+  return {
+    data: joinUri(output, `part-${shardId}.jsonl${compression === 'gzip' ? '.gz' : ''}`),
+    stats: joinUri(output, `part-${shardId}.stats.json`),
+  };
+}
+
+export const SUMMARY_NAME = '_summary.json';
+
+/** Parses a part-<shard>.stats.json / part-<shard>.jsonl[.gz] file name. */
+export function parsePartName(
+  relPath: string,
+): { shardId: string; kind: 'data' | 'stats'; gzip: boolean } | null {
+  const m = /^part-(.+?)(\.stats\.json|\.jsonl\.gz|\.jsonl)$/.exec(relPath);
+  if (!m || relPath.includes('/')) return null;
+  return { shardId: m[1], kind: m[2] === '.stats.json' ? 'stats' : 'data', gzip: m[2] === '.jsonl.gz' };
+}
