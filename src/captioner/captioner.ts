@@ -1,4 +1,5 @@
 import type { Caption, DecodingOptions } from '../core/types.js';
+import { GRAPHS } from '../model/io-names.js';
 import { mapBatches } from '../model/runtime/batching.js';
 import { BlipEngine, type EngineOptions, loadModel } from '../model/runtime/engine.js';
 import { DecoderRun } from './decoder-session.js';
@@ -20,7 +21,9 @@ export interface CaptionSample {
  */
 export class Captioner extends BlipEngine {
   static async load(modelDir: string, options: EngineOptions = {}): Promise<Captioner> {
-    return new Captioner(await loadModel(modelDir, 'captioner', ['vision', 'cross_kv', 'decoder'], options));
+    return new Captioner(
+      await loadModel(modelDir, 'captioner', [GRAPHS.vision, GRAPHS.crossKv, GRAPHS.decoder], options),
+    );
   }
 
   /** The decoder's starting ids: [DEC] then the prompt's word pieces (no [SEP]), as BLIP builds them. */
@@ -67,7 +70,7 @@ export class Captioner extends BlipEngine {
     const prompt = this.promptIds(o.prompt);
     // Row r reads image floor(r / perImage): repeat_interleave, as generate() expands inputs.
     const rows = samples.flatMap((_, i) => Array.from({ length: perImage }, () => i));
-    const run = new DecoderRun(this.sessions.decoder, this.crossCache, rows.length);
+    const run = new DecoderRun(this.sessions[GRAPHS.decoder], this.crossCache, rows.length);
     const eosId = this.manifest.specialIds.sep;
     let sequences: number[][][];
     if (o.strategy === 'beam') {

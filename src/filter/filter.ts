@@ -1,5 +1,6 @@
 import type * as ort from 'onnxruntime-node';
 import type { FilterOptions, TextScore } from '../core/types.js';
+import { GRAPHS, IO, kvName } from '../model/io-names.js';
 import { chunks, mapBatches } from '../model/runtime/batching.js';
 import { BlipEngine, type EngineOptions, loadModel } from '../model/runtime/engine.js';
 import { int64 } from '../model/runtime/runtime.js';
@@ -25,7 +26,12 @@ const TEXTS_PER_CALL = 64;
 export class Filter extends BlipEngine {
   static async load(modelDir: string, options: EngineOptions = {}): Promise<Filter> {
     return new Filter(
-      await loadModel(modelDir, 'filter', ['vision', 'cross_kv', 'itm', 'itc_text'], options),
+      await loadModel(
+        modelDir,
+        'filter',
+        [GRAPHS.vision, GRAPHS.crossKv, GRAPHS.itm, GRAPHS.itcText],
+        options,
+      ),
     );
   }
 
@@ -88,18 +94,18 @@ export class Filter extends BlipEngine {
       options.firstToken,
     );
     const feeds: Record<string, ort.Tensor> = {
-      input_ids: int64(ids, [pairs.length, length]),
-      attention_mask: int64(mask, [pairs.length, length]),
-      image_index: int64(
+      [IO.inputIds]: int64(ids, [pairs.length, length]),
+      [IO.attentionMask]: int64(mask, [pairs.length, length]),
+      [IO.imageIndex]: int64(
         pairs.map((p) => p.image),
         [pairs.length],
       ),
     };
     for (let l = 0; l < this.manifest.text.numLayers; l++) {
-      feeds[`cross_key.${l}`] = cross[`cross_key.${l}`];
-      feeds[`cross_value.${l}`] = cross[`cross_value.${l}`];
+      for (const part of ['key', 'value'] as const)
+        feeds[kvName('cross', part, l)] = cross[kvName('cross', part, l)];
     }
-    const logits = (await this.sessions.itm.run(feeds)).itm_logits.data as Float32Array;
+    const logits = (await this.sessions[GRAPHS.itm].run(feeds))[IO.itmLogits].data as Float32Array;
     // softmax(logits)[1] = 1 / (1 + e^(l0 - l1)), in float64.
     return pairs.map((_, i) => 1 / (1 + Math.exp(logits[2 * i] - logits[2 * i + 1])));
   }
@@ -107,11 +113,11 @@ export class Filter extends BlipEngine {
   /** Normalised ITC text features; the unimodal text encoder keeps [CLS] first, as BLIP's ITC does. */
   private async textFeatures(texts: string[], maxTextLength: number): Promise<Float32Array> {
     const { ids, mask, length } = this.tokenize(texts, maxTextLength, 'cls');
-    const out = await this.sessions.itc_text.run({
-      input_ids: int64(ids, [texts.length, length]),
-      attention_mask: int64(mask, [texts.length, length]),
+    const out = await this.sessions[GRAPHS.itcText].run({
+      [IO.inputIds]: int64(ids, [texts.length, length]),
+      [IO.attentionMask]: int64(mask, [texts.length, length]),
     });
-    return out.text_feat.data as Float32Array;
+    return out[IO.textFeat].data as Float32Array;
   }
 
   /** Token ids padded to the longest text of the call (padding is masked out, so scores do not change). */

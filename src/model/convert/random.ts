@@ -2,7 +2,7 @@ import { copyFile, mkdir, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { ModelError } from '../../core/errors.js';
-import { type ModelKind, parseBlipConfig } from '../config.js';
+import { imageTokenCount, type ModelKind, parseBlipConfig } from '../config.js';
 import { numel } from '../tensor.js';
 import { writeSafetensorsFrom } from './safetensors.js';
 
@@ -151,7 +151,7 @@ export function blipTensorSpecs(configJson: unknown): TensorSpec[] {
     add(`${key}.bias`, dim);
   };
   const Dv = v.hiddenSize;
-  const tokens = (v.imageSize / v.patchSize) ** 2 + 1;
+  const tokens = imageTokenCount(v);
   add('vision_model.embeddings.class_embedding', 1, 1, Dv);
   add('vision_model.embeddings.patch_embedding.weight', Dv, v.numChannels, v.patchSize, v.patchSize);
   add('vision_model.embeddings.patch_embedding.bias', Dv);

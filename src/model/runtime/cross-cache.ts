@@ -1,4 +1,5 @@
 import type * as ort from 'onnxruntime-node';
+import { kvName } from '../io-names.js';
 import { float32 } from './runtime.js';
 
 /** Keys/values of one attention layer, [rows, heads, length, headDim]. */
@@ -55,12 +56,12 @@ export class CrossCache {
     }));
   }
 
-  /** onnxruntime outputs (cross_key.{l}, cross_value.{l}) that write rows [start, start + count) in place. */
+  /** onnxruntime outputs (the cross keys/values of every layer) that write rows [start, start + count) in place. */
   fetches(start: number, count: number): Record<string, ort.Tensor> {
     const out: Record<string, ort.Tensor> = {};
     this.layerTensors(start, count).forEach((p, l) => {
-      out[`cross_key.${l}`] = p.key;
-      out[`cross_value.${l}`] = p.value;
+      out[kvName('cross', 'key', l)] = p.key;
+      out[kvName('cross', 'value', l)] = p.value;
     });
     return out;
   }

@@ -4,6 +4,7 @@ import { DEFAULT_BATCH_SIZE, DEFAULT_ENGINE } from '../../core/defaults.js';
 import { UsageError } from '../../core/errors.js';
 import type { RgbImage } from '../../core/types.js';
 import type { ModelKind } from '../config.js';
+import { GRAPHS, IO } from '../io-names.js';
 import { type ModelManifest, readManifest } from '../manifest.js';
 import { CrossCache } from './cross-cache.js';
 import { preprocessImage } from './preprocess.js';
@@ -126,19 +127,19 @@ export abstract class BlipEngine {
       part.forEach((s, i) => {
         pixels.set(s.pixels, i * plane);
       });
-      const vision = await this.sessions.vision.run({
-        pixel_values: float32(pixels, [part.length, numChannels, imageSize, imageSize]),
+      const vision = await this.sessions[GRAPHS.vision].run({
+        [IO.pixelValues]: float32(pixels, [part.length, numChannels, imageSize, imageSize]),
       });
-      imageEmbeds.set(vision.image_embeds.data as Float32Array, first * embedSize);
-      imageFeat?.set(vision.image_feat.data as Float32Array, first * featSize);
+      imageEmbeds.set(vision[IO.imageEmbeds].data as Float32Array, first * embedSize);
+      imageFeat?.set(vision[IO.imageFeat].data as Float32Array, first * featSize);
       if (rowsPerImage === 1) {
-        await this.sessions.cross_kv.run(
-          { image_embeds: vision.image_embeds },
+        await this.sessions[GRAPHS.crossKv].run(
+          { [IO.imageEmbeds]: vision[IO.imageEmbeds] },
           this.crossCache.fetches(first, part.length),
         );
         continue;
       }
-      const embeds = vision.image_embeds.data as Float32Array;
+      const embeds = vision[IO.imageEmbeds].data as Float32Array;
       for (let i = 0; i < part.length; i++) {
         const row = (first + i) * rowsPerImage;
         const one = float32(embeds.subarray(i * embedSize, (i + 1) * embedSize), [
@@ -146,7 +147,7 @@ export abstract class BlipEngine {
           this.manifest.imageTokens,
           hiddenSize,
         ]);
-        await this.sessions.cross_kv.run({ image_embeds: one }, this.crossCache.fetches(row, 1));
+        await this.sessions[GRAPHS.crossKv].run({ [IO.imageEmbeds]: one }, this.crossCache.fetches(row, 1));
         this.crossCache.repeatRow(row, row + 1, rowsPerImage - 1);
       }
     }

@@ -1,4 +1,5 @@
-import type { BlipConfig } from '../../config.js';
+import { type BlipConfig, imageTokenCount } from '../../config.js';
+import { GRAPHS, IO, kvName } from '../../io-names.js';
 import type { WeightMap } from '../../tensor.js';
 import { GraphBuilder } from '../onnx/graph-builder.js';
 import { Blocks } from './blocks.js';
@@ -12,44 +13,44 @@ const HEAD = 'text_decoder.cls.predictions.';
 
 /** pixel_values [B,3,H,W] → image_embeds [B,N,Dv]. */
 export function buildVisionGraph(cfg: BlipConfig, weights: WeightMap, weightType: WeightType): GraphBuilder {
-  const g = new GraphBuilder('vision', weightType);
+  const g = new GraphBuilder(GRAPHS.vision, weightType);
   const b = new Blocks(g, weights);
   const v = cfg.vision;
-  const pixels = g.input('pixel_values', 'float32', ['batch', v.numChannels, v.imageSize, v.imageSize]);
+  const pixels = g.input(IO.pixelValues, 'float32', ['batch', v.numChannels, v.imageSize, v.imageSize]);
   const embeds = visionEncoder(b, v, pixels);
-  const n = (v.imageSize / v.patchSize) ** 2 + 1;
-  g.output(embeds, 'image_embeds', 'float32', ['batch', n, v.hiddenSize]);
+  const n = imageTokenCount(v);
+  g.output(embeds, IO.imageEmbeds, 'float32', ['batch', n, v.hiddenSize]);
   if (cfg.kind === 'filter') {
     // ITC image side: normalize(vision_proj(image_embeds[:, 0])).
     const feat = b.l2Normalize(b.linear(b.firstToken(embeds), ['vision_proj']));
-    g.output(feat, 'image_feat', 'float32', ['batch', cfg.imageTextHiddenSize]);
+    g.output(feat, IO.imageFeat, 'float32', ['batch', cfg.imageTextHiddenSize]);
   }
   return g;
 }
 
 /** image_embeds → cross_key.{l}, cross_value.{l} [B,H,N,hd] for every text layer. */
 export function buildCrossKvGraph(cfg: BlipConfig, weights: WeightMap, weightType: WeightType): GraphBuilder {
-  const g = new GraphBuilder('cross_kv', weightType);
+  const g = new GraphBuilder(GRAPHS.crossKv, weightType);
   const b = new Blocks(g, weights);
   const t = cfg.text;
-  const n = (cfg.vision.imageSize / cfg.vision.patchSize) ** 2 + 1;
-  const embeds = g.input('image_embeds', 'float32', ['batch', n, cfg.vision.hiddenSize]);
+  const n = imageTokenCount(cfg.vision);
+  const embeds = g.input(IO.imageEmbeds, 'float32', ['batch', n, cfg.vision.hiddenSize]);
   const prefix = cfg.kind === 'captioner' ? DECODER : 'text_encoder.';
   const hd = t.hiddenSize / t.numHeads;
   crossKeyValues(b, t, embeds, prefix).forEach((c, i) => {
-    g.output(c.key, `cross_key.${i}`, 'float32', ['batch', t.numHeads, n, hd]);
-    g.output(c.value, `cross_value.${i}`, 'float32', ['batch', t.numHeads, n, hd]);
+    g.output(c.key, kvName('cross', 'key', i), 'float32', ['batch', t.numHeads, n, hd]);
+    g.output(c.value, kvName('cross', 'value', i), 'float32', ['batch', t.numHeads, n, hd]);
   });
   return g;
 }
 
 export function crossInputs(g: GraphBuilder, cfg: BlipConfig, batch: string): LayerCache[] {
   const t = cfg.text;
-  const n = (cfg.vision.imageSize / cfg.vision.patchSize) ** 2 + 1;
+  const n = imageTokenCount(cfg.vision);
   const hd = t.hiddenSize / t.numHeads;
   return Array.from({ length: t.numLayers }, (_, i) => ({
-    key: g.input(`cross_key.${i}`, 'float32', [batch, t.numHeads, n, hd]),
-    value: g.input(`cross_value.${i}`, 'float32', [batch, t.numHeads, n, hd]),
+    key: g.input(kvName('cross', 'key', i), 'float32', [batch, t.numHeads, n, hd]),
+    value: g.input(kvName('cross', 'value', i), 'float32', [batch, t.numHeads, n, hd]),
   }));
 }
 
@@ -58,14 +59,14 @@ export function crossInputs(g: GraphBuilder, cfg: BlipConfig, batch: string): La
  * next-token logits [B,V] of the last position, and present keys/values [B,H,P+S,hd].
  */
 export function buildDecoderGraph(cfg: BlipConfig, weights: WeightMap, weightType: WeightType): GraphBuilder {
-  const g = new GraphBuilder('decoder', weightType);
+  const g = new GraphBuilder(GRAPHS.decoder, weightType);
   const b = new Blocks(g, weights);
   const t = cfg.text;
   const hd = t.hiddenSize / t.numHeads;
-  const ids = g.input('input_ids', 'int64', ['batch', 'new']);
+  const ids = g.input(IO.inputIds, 'int64', ['batch', 'new']);
   const past: LayerCache[] = Array.from({ length: t.numLayers }, (_, i) => ({
-    key: g.input(`past_key.${i}`, 'float32', ['batch', t.numHeads, 'past', hd]),
-    value: g.input(`past_value.${i}`, 'float32', ['batch', t.numHeads, 'past', hd]),
+    key: g.input(kvName('past', 'key', i), 'float32', ['batch', t.numHeads, 'past', hd]),
+    value: g.input(kvName('past', 'value', i), 'float32', ['batch', t.numHeads, 'past', hd]),
   }));
   const cross = crossInputs(g, cfg, 'batch');
   const { hidden, present } = textTransformer(b, t, ids, {
@@ -87,10 +88,10 @@ export function buildDecoderGraph(cfg: BlipConfig, weights: WeightMap, weightTyp
     : `${DECODER}embeddings.word_embeddings.weight`;
   const biasKey = b.has(`${HEAD}bias`) ? `${HEAD}bias` : `${HEAD}decoder.bias`;
   const logits = linearFrom(b, transformed, decoderWeight, biasKey);
-  g.output(logits, 'logits', 'float32', ['batch', t.vocabSize]);
+  g.output(logits, IO.logits, 'float32', ['batch', t.vocabSize]);
   present.forEach((c, i) => {
-    g.output(c.key, `present_key.${i}`, 'float32', ['batch', t.numHeads, 'total', hd]);
-    g.output(c.value, `present_value.${i}`, 'float32', ['batch', t.numHeads, 'total', hd]);
+    g.output(c.key, kvName('present', 'key', i), 'float32', ['batch', t.numHeads, 'total', hd]);
+    g.output(c.value, kvName('present', 'value', i), 'float32', ['batch', t.numHeads, 'total', hd]);
   });
   return g;
 }

@@ -1,4 +1,5 @@
 import type { BlipConfig } from '../../config.js';
+import { GRAPHS, IO } from '../../io-names.js';
 import type { WeightMap } from '../../tensor.js';
 import { GraphBuilder } from '../onnx/graph-builder.js';
 import { Blocks } from './blocks.js';
@@ -9,8 +10,8 @@ const ENCODER = 'text_encoder.';
 
 function textInputs(g: GraphBuilder): { ids: string; mask: string } {
   return {
-    ids: g.input('input_ids', 'int64', ['texts', 'length']),
-    mask: g.input('attention_mask', 'int64', ['texts', 'length']),
+    ids: g.input(IO.inputIds, 'int64', ['texts', 'length']),
+    mask: g.input(IO.attentionMask, 'int64', ['texts', 'length']),
   };
 }
 
@@ -20,10 +21,10 @@ function textInputs(g: GraphBuilder): { ids: string; mask: string } {
  * itm_head on the first token → itm_logits [T, 2] (no match, match).
  */
 export function buildItmGraph(cfg: BlipConfig, weights: WeightMap, weightType: WeightType): GraphBuilder {
-  const g = new GraphBuilder('itm', weightType);
+  const g = new GraphBuilder(GRAPHS.itm, weightType);
   const b = new Blocks(g, weights);
   const { ids, mask } = textInputs(g);
-  const imageIndex = g.input('image_index', 'int64', ['texts']);
+  const imageIndex = g.input(IO.imageIndex, 'int64', ['texts']);
   const cross = crossInputs(g, cfg, 'images').map((c) => ({
     key: g.op('Gather', [c.key, imageIndex], { axis: 0 }),
     value: g.op('Gather', [c.value, imageIndex], { axis: 0 }),
@@ -35,13 +36,13 @@ export function buildItmGraph(cfg: BlipConfig, weights: WeightMap, weightType: W
     keyPaddingMask: g.op('Cast', [mask], { to: 6 }),
     cross,
   });
-  g.output(b.linear(b.firstToken(hidden), ['itm_head']), 'itm_logits', 'float32', ['texts', 2]);
+  g.output(b.linear(b.firstToken(hidden), ['itm_head']), IO.itmLogits, 'float32', ['texts', 2]);
   return g;
 }
 
 /** ITC text side: the text encoder alone (no image), normalize(text_proj(first token)). */
 export function buildItcTextGraph(cfg: BlipConfig, weights: WeightMap, weightType: WeightType): GraphBuilder {
-  const g = new GraphBuilder('itc_text', weightType);
+  const g = new GraphBuilder(GRAPHS.itcText, weightType);
   const b = new Blocks(g, weights);
   const { ids, mask } = textInputs(g);
   const { hidden } = textTransformer(b, cfg.text, ids, {
@@ -51,6 +52,6 @@ export function buildItcTextGraph(cfg: BlipConfig, weights: WeightMap, weightTyp
     keyPaddingMask: g.op('Cast', [mask], { to: 6 }),
   });
   const feat = b.l2Normalize(b.linear(b.firstToken(hidden), ['text_proj']));
-  g.output(feat, 'text_feat', 'float32', ['texts', cfg.imageTextHiddenSize]);
+  g.output(feat, IO.textFeat, 'float32', ['texts', cfg.imageTextHiddenSize]);
   return g;
 }

@@ -1,0 +1,49 @@
+/**
+ * The input and output names of capfilt's ONNX graphs, the one place they are spelled: the graph
+ * builders (model/convert/graphs) declare them and the sessions (model/runtime, captioner, filter)
+ * feed and read them, so a renamed tensor cannot leave one side behind. After onnxruntime-genai's
+ * ComposeKeyValueName.
+ */
+
+/** The graphs of a converted model, by role (the keys of manifest.graphs). */
+export const GRAPHS = {
+  vision: 'vision',
+  crossKv: 'cross_kv',
+  decoder: 'decoder',
+  itm: 'itm',
+  itcText: 'itc_text',
+} as const;
+export type GraphRole = (typeof GRAPHS)[keyof typeof GRAPHS];
+
+/** Plain tensors. */
+export const IO = {
+  /** vision: float32 [B, C, H, W] in. */
+  pixelValues: 'pixel_values',
+  /** vision out, cross_kv in: float32 [B, N, Dv]. */
+  imageEmbeds: 'image_embeds',
+  /** vision out (filter only): normalised ITC image features [B, E]. */
+  imageFeat: 'image_feat',
+  /** decoder, itm, itc_text: int64 token ids. */
+  inputIds: 'input_ids',
+  /** itm, itc_text: int64 [T, L], 0 on padding. */
+  attentionMask: 'attention_mask',
+  /** itm: int64 [T], the image row each text is scored against. */
+  imageIndex: 'image_index',
+  /** decoder: next-token logits of the last position [B, V]. */
+  logits: 'logits',
+  /** itm: [T, 2] (no match, match). */
+  itmLogits: 'itm_logits',
+  /** itc_text: normalised ITC text features [T, E]. */
+  textFeat: 'text_feat',
+} as const;
+
+/**
+ * Per-layer attention keys/values: `past` (decoder in: the self-attention cache so far),
+ * `present` (decoder out: the cache after this step), `cross` (cross_kv out; decoder and itm in:
+ * the image's cross-attention keys/values), each [B, H, T, hd].
+ */
+export type KvRole = 'past' | 'present' | 'cross';
+
+export function kvName(role: KvRole, part: 'key' | 'value', layer: number): string {
+  return `${role}_${part}.${layer}`;
+}
