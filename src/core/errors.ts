@@ -86,6 +86,19 @@ export class NotFoundError extends CapfiltError {
   }
 }
 
+/**
+ * An input file whose own structure cannot be believed (a size or count it declares that its
+ * bytes or capfilt's limits contradict): the shard fails for good, the message says what and
+ * where, never the file's contents.
+ */
+export class BadInputError extends CapfiltError {
+  readonly uri: string;
+  constructor(uri: string, message: string, options?: { cause?: unknown }) {
+    super('bad_input', `${uri}: ${message}`, options);
+    this.uri = uri;
+  }
+}
+
 /** An object larger than the byte cap it was read under. */
 export class TooLargeError extends CapfiltError {
   constructor(uri: string, size: number, max: number) {
@@ -95,7 +108,12 @@ export class TooLargeError extends CapfiltError {
 
 /** Retrying cannot help: the input is gone, the options or the model are unusable. */
 export function isPermanent(err: unknown): err is CapfiltError {
-  return err instanceof NotFoundError || err instanceof UsageError || err instanceof ModelError;
+  return (
+    err instanceof NotFoundError ||
+    err instanceof UsageError ||
+    err instanceof ModelError ||
+    err instanceof BadInputError
+  );
 }
 
 export function errorMessage(err: unknown): string {

@@ -1,0 +1,82 @@
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { Captioner } from '../../src/captioner/captioner.js';
+import { runOptions } from '../../src/core/options.js';
+import type { OutputRecord } from '../../src/core/types.js';
+import { Filter } from '../../src/filter/filter.js';
+import { Storage } from '../../src/io/storage/storage.js';
+import { runLocal } from '../../src/pipeline/local-runner.js';
+import { importTinyModels, type TinyModels } from '../helpers/models.js';
+import { makeParquet } from '../io/fixtures.js';
+import { editFooter, setColumnSize } from '../io/hostile-parquet.js';
+
+/**
+ * Hostile input files through the real local runner: a bad file fails its own shard loudly (or
+ * rejects its bad rows one by one) while the other inputs are written, and nothing crashes.
+ */
+describe('hostile input files in a run', () => {
+  let models: TinyModels;
+  let engines: { captioner: Captioner; filter: Filter };
+  const storage = new Storage();
+  let root: string;
+
+  beforeAll(async () => {
+    models = await importTinyModels();
+    engines = {
+      captioner: await Captioner.load(models.captioner, { batchSize: 4 }),
+      filter: await Filter.load(models.filter, { batchSize: 4 }),
+    };
+    root = await mkdtemp(join(tmpdir(), 'capfilt-hostile-'));
+  });
+  afterAll(async () => {
+    await engines?.captioner.close();
+    await engines?.filter.close();
+    models?.dispose();
+    await rm(root, { recursive: true, force: true });
+  });
+
+  async function run(name: string, files: Record<string, Buffer | string>) {
+    const input = join(root, name, 'in');
+    const output = join(root, name, 'out');
+    await mkdir(input, { recursive: true });
+    for (const [file, body] of Object.entries(files)) await writeFile(join(input, file), body);
+    const result = await runLocal({
+      input,
+      output,
+      captionerDir: '',
+      filterDir: '',
+      storage,
+      options: runOptions({ input: { shardSize: 1000 }, batchSize: 4 }),
+      progress: 'none',
+      engines,
+      log: () => {},
+    });
+    const records = async (shard: string): Promise<OutputRecord[]> =>
+      (await readFile(join(output, `part-${shard}.jsonl`), 'utf8'))
+        .split('\n')
+        .filter(Boolean)
+        .map((l) => JSON.parse(l) as OutputRecord);
+    return { result, records };
+  }
+
+  it('a Parquet file claiming a 3 GB column fails its shard for good; the other file is written', async () => {
+    const cols = { url: ['https://example.org/a.jpg'], caption: ['a caption'] };
+    const good = makeParquet(cols);
+    const { result, records } = await run('parquet', {
+      'good.parquet': good,
+      'liar.parquet': editFooter(good, (m) => setColumnSize(m, 0, 0, 3n << 30n)),
+    });
+    expect(result.failed).toEqual([
+      {
+        shard: 'liar',
+        error: expect.stringMatching(
+          /liar\.parquet: row group 0, column 0 declares bytes 4-\d+, outside the data/,
+        ),
+      },
+    ]);
+    expect(result.summary).toBeNull();
+    expect((await records('good')).map((r) => r.key)).toEqual(['good-000000000']);
+  });
+});
