@@ -16,7 +16,7 @@ RUN --mount=type=cache,target=/root/.npm \
 FROM deps AS build
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.build.json
+RUN npm run build
 
 # ---- prod-deps: runtime dependencies only, CPU onnxruntime (bundled in the npm package).
 FROM node:${NODE_VERSION}-bookworm-slim AS prod-deps

@@ -5,6 +5,7 @@ import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
 import express, { type Express } from 'express';
 import type { Redis } from 'ioredis';
+import { DEFAULT_DASHBOARD } from '../core/defaults.js';
 import { createRedis } from '../queue/connection.js';
 import { queueName, STAGES } from '../queue/names.js';
 import { RunStore } from '../queue/runs.js';
@@ -31,7 +32,7 @@ export interface Dashboard {
 
 /** Bull Board over every capfilt queue, a JSON progress API and Prometheus metrics. */
 export function createDashboard(options: DashboardOptions): Dashboard {
-  const host = options.host ?? '127.0.0.1';
+  const host = options.host ?? DEFAULT_DASHBOARD.host;
   assertBindAllowed(host, options.auth);
   const redis: Redis = createRedis(options.redisUrl, { role: 'worker' });
   const queues = STAGES.map((s) => new Queue(queueName(s), { connection: redis, prefix: options.prefix }));
@@ -84,11 +85,15 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     app,
     listen: () =>
       new Promise((resolve, reject) => {
-        const s = app.listen(options.port ?? 3077, host, (err?: Error) => {
+        const s = app.listen(options.port ?? DEFAULT_DASHBOARD.port, host, (err?: Error) => {
           if (err) reject(err);
           else {
             const address = s.address();
-            resolve(typeof address === 'object' && address ? address.port : (options.port ?? 3077));
+            resolve(
+              typeof address === 'object' && address
+                ? address.port
+                : (options.port ?? DEFAULT_DASHBOARD.port),
+            );
           }
         });
         server = s;

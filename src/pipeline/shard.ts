@@ -15,6 +15,7 @@ import {
   captionSamples,
   filterSamples,
   loadSamples,
+  modelIds,
   readShardPairs,
   type StageContext,
 } from './stages.js';
@@ -165,7 +166,7 @@ export async function modelStages(
   t0 = performance.now();
   const scored = await filterSamples(captioned, ctx);
   timings.filter += performance.now() - t0;
-  return buildRecords(scored, ctx);
+  return buildRecords(scored, ctx.options, modelIds(ctx));
 }
 
 /**

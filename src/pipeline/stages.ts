@@ -9,6 +9,7 @@ import type {
   LoadedSample,
   OutputRecord,
   PairRef,
+  RecordModels,
   Rejection,
   RunOptions,
   ScoredSample,
@@ -154,13 +155,18 @@ export async function filterSamples(
   return out;
 }
 
+/** The ids of the models a stage context runs, for the records' provenance. */
+export function modelIds(ctx: Pick<StageContext, 'captioner' | 'filter'>): RecordModels {
+  return { captioner: ctx.captioner?.modelId ?? null, filter: ctx.filter?.modelId ?? null };
+}
+
 /** One output record per sample: the CapFilt decision applied to the scores. */
 export function buildRecords(
   samples: readonly ScoredSample[],
-  ctx: Pick<StageContext, 'options' | 'captioner' | 'filter'>,
+  runOptions: RunOptions,
+  models: RecordModels,
 ): OutputRecord[] {
-  const options = recordOptions(ctx.options);
-  const models = { captioner: ctx.captioner?.modelId ?? null, filter: ctx.filter?.modelId ?? null };
+  const options = recordOptions(runOptions);
   return samples.map((s) => {
     const base: OutputRecord = {
       key: s.ref.key,
@@ -195,7 +201,7 @@ export function buildRecords(
     if (s.ref.human) {
       return { ...base, web: { text, itm: null, itc: null, kept: true }, texts: [text] };
     }
-    return applyDecision(base, text, s.webScore, s.captions, s.syntheticScores, ctx.options);
+    return applyDecision(base, text, s.webScore, s.captions, s.syntheticScores, runOptions);
   });
 }
 

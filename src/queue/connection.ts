@@ -1,8 +1,9 @@
 import { Redis, type RedisOptions } from 'ioredis';
+import { DEFAULT_QUEUE } from '../core/defaults.js';
 import { UsageError } from '../core/errors.js';
 
 /** Where capfilt's Redis lives when neither `--redis` nor `REDIS_URL` says otherwise. */
-export const DEFAULT_REDIS_URL = 'redis://127.0.0.1:6379';
+export const DEFAULT_REDIS_URL: string = DEFAULT_QUEUE.redisUrl;
 
 /** `--redis` wins over `REDIS_URL`, which wins over the loopback default. */
 export function resolveRedisUrl(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
@@ -16,6 +17,8 @@ export function resolveRedisUrl(flag?: string, env: NodeJS.ProcessEnv = process.
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
     throw new UsageError(`Redis URL must start with redis:// or rediss:// (got ${parsed.protocol}//)`);
   }
+  const db = parsed.pathname.replace(/^\//, '');
+  if (db && !/^\d+$/.test(db)) throw new UsageError(`invalid Redis database in URL: ${db}`);
   return url;
 }
 
@@ -30,26 +33,16 @@ export function redactRedisUrl(url: string): string {
   }
 }
 
-/** The connection options of a redis:// or rediss:// URL (TLS for rediss, user, password, db). */
-export function redisOptionsFromUrl(url: string): RedisOptions {
+/**
+ * ioredis parses the URL itself (user, password, db, `rediss://` for TLS, and query parameters
+ * such as `?family=6`); capfilt only adds the host name for TLS SNI, which managed Redis
+ * (ElastiCache, Upstash, …) needs to present the right certificate.
+ */
+function tlsServerName(url: string): RedisOptions {
   const parsed = new URL(url);
-  const options: RedisOptions = {
-    host: parsed.hostname || '127.0.0.1',
-    port: parsed.port ? Number(parsed.port) : 6379,
-  };
-  if (parsed.username) options.username = decodeURIComponent(parsed.username);
-  if (parsed.password) options.password = decodeURIComponent(parsed.password);
-  const db = parsed.pathname.replace(/^\//, '');
-  if (db) {
-    const n = Number(db);
-    if (!Number.isInteger(n) || n < 0) throw new UsageError(`invalid Redis database in URL: ${db}`);
-    options.db = n;
-  }
-  if (parsed.protocol === 'rediss:') {
-    // Managed Redis (ElastiCache, Upstash, …) presents a certificate for the host name.
-    options.tls = { servername: options.host };
-  }
-  return options;
+  return parsed.protocol === 'rediss:'
+    ? { tls: { servername: parsed.hostname.replace(/^\[|\]$/g, '') } }
+    : {};
 }
 
 /**
@@ -69,17 +62,19 @@ export interface ConnectionOptions {
   role: 'worker' | 'client';
   /** Called with connection errors (deduplicated by message); default: stderr. */
   onError?: (err: Error) => void;
+  /** Connect on the first command instead of at once (default false). */
+  lazyConnect?: boolean;
 }
 
 export function createRedis(url: string, options: ConnectionOptions): Redis {
-  const redis = new Redis({
-    ...redisOptionsFromUrl(url),
+  const redis = new Redis(url, {
+    ...tlsServerName(url),
     maxRetriesPerRequest: options.role === 'worker' ? null : 3,
     enableReadyCheck: true,
     retryStrategy: reconnectDelay,
     // A READONLY reply means we hit a replica after a failover: reconnect to find the primary.
     reconnectOnError: (err) => err.message.startsWith('READONLY'),
-    lazyConnect: false,
+    lazyConnect: options.lazyConnect ?? false,
   });
   let lastMessage = '';
   const report =

@@ -1,5 +1,6 @@
 import type { DefaultJobOptions } from 'bullmq';
 import { UnrecoverableError } from 'bullmq';
+import { DEFAULT_QUEUE } from '../core/defaults.js';
 import { isPermanent, ShardError } from '../core/errors.js';
 
 /** Retry and retention policy of shard jobs. */
@@ -15,8 +16,8 @@ export interface ShardJobPolicy {
 }
 
 export const DEFAULT_SHARD_JOB_POLICY: ShardJobPolicy = {
-  attempts: 5,
-  backoffMs: 5_000,
+  attempts: DEFAULT_QUEUE.attempts,
+  backoffMs: DEFAULT_QUEUE.backoffMs,
   // A 100k-shard run must not keep 100k job hashes per stage: keep the last 1000 for a day.
   keepCompleted: { count: 1_000, age: 24 * 3600 },
   keepFailed: { count: 10_000, age: 7 * 24 * 3600 },
@@ -49,7 +50,7 @@ export interface LockPolicy {
  * the loop: a BLIP-base batch of 16 takes ~35 s on a 2-core CPU. A worker killed mid-shard loses
  * its lock after lockDuration and the stalled checker hands the shard to another worker.
  */
-export function lockPolicy(longestBatchMs = 60_000): LockPolicy {
+export function lockPolicy(longestBatchMs = DEFAULT_QUEUE.lockDurationMs / 2): LockPolicy {
   const lockDuration = Math.max(30_000, 2 * longestBatchMs);
   return { lockDuration, stalledInterval: Math.min(30_000, lockDuration), maxStalledCount: 3 };
 }

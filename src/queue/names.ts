@@ -1,11 +1,12 @@
 import { createHash } from 'node:crypto';
+import { DEFAULT_QUEUE } from '../core/defaults.js';
 
 /** The queues of one capfilt deployment. `fused` runs caption + filter in one job. */
 export const STAGES = ['produce', 'caption', 'filter', 'fused', 'write'] as const;
 export type Stage = (typeof STAGES)[number];
 
 /** The default Redis key prefix; tests and side-by-side deployments pass their own. */
-export const DEFAULT_PREFIX = 'capfilt';
+export const DEFAULT_PREFIX: string = DEFAULT_QUEUE.prefix;
 
 export function isStage(value: string): value is Stage {
   return (STAGES as readonly string[]).includes(value);

@@ -36,6 +36,12 @@ export interface ProduceRequest {
   policy?: ShardJobPolicy;
 }
 
+/** Data of a `produce` job (scheduled re-runs). */
+export interface ProduceJobData extends Omit<ProduceRequest, 'runId' | 'policy'> {
+  /** Run id prefix; each firing appends its time. */
+  runPrefix?: string;
+}
+
 export interface ProduceResult {
   runId: string;
   /** Shards of the input. */

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
 import { fingerprintsKey, runKey, runsIndexKey } from './names.js';
 
@@ -56,50 +57,32 @@ const COUNTERS = ['samples', 'ok', 'rejected', 'webKept', 'syntheticKept', 'synt
  */
 const DONE_SET_TTL_S = 7 * 24 * 3600;
 
-/**
- * Count a shard once even if BullMQ delivers its write job twice (stall recovery): the shard id
- * enters the run's done-set atomically with the counter increments.
- * KEYS: run hash, done set, failures hash. ARGV: shardId, now, then counter name/value pairs.
- */
-const MARK_DONE = `
-if redis.call('SADD', KEYS[2], ARGV[1]) == 0 then return 0 end
-redis.call('HDEL', KEYS[3], ARGV[1])
-for i = 3, #ARGV, 2 do redis.call('HINCRBY', KEYS[1], ARGV[i], ARGV[i + 1]) end
-redis.call('HSETNX', KEYS[1], 'firstDoneAt', ARGV[2])
-redis.call('HSET', KEYS[1], 'lastDoneAt', ARGV[2])
-local total = tonumber(redis.call('HGET', KEYS[1], 'shardsTotal') or '0')
-local failed = redis.call('HLEN', KEYS[3])
-if redis.call('SCARD', KEYS[2]) + failed >= total and redis.call('HSETNX', KEYS[1], 'allShardsAt', ARGV[2]) == 1 then
-  redis.call('EXPIRE', KEYS[2], DONE_SET_TTL)
-  -- A clean run is complete once its _summary.json is written (markCompleted); a run with
-  -- failed shards writes none and is complete now.
-  if failed == 0 then return 2 end
-  redis.call('HSETNX', KEYS[1], 'completedAt', ARGV[2])
-end
-return 1
-`.replace('DONE_SET_TTL', String(DONE_SET_TTL_S));
+/** The run's Lua scripts (src/queue/lua), registered with defineCommand: sent once, then run by SHA. */
+const SCRIPTS = {
+  capfiltMarkShardDone: readFileSync(new URL('./lua/mark-done.lua', import.meta.url), 'utf8'),
+  capfiltMarkShardFailed: readFileSync(new URL('./lua/mark-failed.lua', import.meta.url), 'utf8'),
+};
 
-/**
- * A shard failed for good, unless a concurrent delivery of it was counted done: checked and
- * recorded in one step, so a shard is never both. A run with a failed shard writes no summary and
- * is complete once every shard is done or failed.
- * KEYS: run hash, done set, failures hash. ARGV: shardId, error, now.
- */
-const MARK_FAILED = `
-if redis.call('SISMEMBER', KEYS[2], ARGV[1]) == 1 then return 0 end
-redis.call('HSET', KEYS[3], ARGV[1], ARGV[2])
-local total = tonumber(redis.call('HGET', KEYS[1], 'shardsTotal') or '0')
-if redis.call('SCARD', KEYS[2]) + redis.call('HLEN', KEYS[3]) >= total and redis.call('HSETNX', KEYS[1], 'completedAt', ARGV[3]) == 1 then
-  redis.call('EXPIRE', KEYS[2], DONE_SET_TTL)
-end
-return 1
-`.replace('DONE_SET_TTL', String(DONE_SET_TTL_S));
+type ScriptArgs = (string | number)[];
+interface RunCommands {
+  capfiltMarkShardDone(...keysThenArgs: ScriptArgs): Promise<number>;
+  capfiltMarkShardFailed(...keysThenArgs: ScriptArgs): Promise<number>;
+}
+
+function withRunCommands(redis: Redis): Redis & RunCommands {
+  for (const [name, lua] of Object.entries(SCRIPTS)) redis.defineCommand(name, { numberOfKeys: 3, lua });
+  return redis as Redis & RunCommands;
+}
 
 export class RunStore {
+  private readonly redis: Redis & RunCommands;
+
   constructor(
-    private readonly redis: Redis,
+    redis: Redis,
     readonly prefix: string,
-  ) {}
+  ) {
+    this.redis = withRunCommands(redis);
+  }
 
   async create(record: RunRecord): Promise<void> {
     const key = runKey(this.prefix, record.runId);
@@ -156,9 +139,9 @@ export class RunStore {
     now = Date.now(),
   ): Promise<'counted' | 'duplicate' | 'completed'> {
     const key = runKey(this.prefix, runId);
-    const args: (string | number)[] = [shardId, now];
+    const args: ScriptArgs = [shardId, now, DONE_SET_TTL_S];
     for (const c of COUNTERS) args.push(c, Math.round(summary[c]));
-    const added = await this.redis.eval(MARK_DONE, 3, key, `${key}:done`, `${key}:failed`, ...args);
+    const added = await this.redis.capfiltMarkShardDone(key, `${key}:done`, `${key}:failed`, ...args);
     return added === 2 ? 'completed' : added === 1 ? 'counted' : 'duplicate';
   }
 
@@ -184,15 +167,14 @@ export class RunStore {
   /** A shard whose job failed for good (retries exhausted or a permanent error). */
   async markShardFailed(runId: string, shardId: string, error: string, now = Date.now()): Promise<void> {
     const key = runKey(this.prefix, runId);
-    await this.redis.eval(
-      MARK_FAILED,
-      3,
+    await this.redis.capfiltMarkShardFailed(
       key,
       `${key}:done`,
       `${key}:failed`,
       shardId,
       error.slice(0, 2_000),
       now,
+      DONE_SET_TTL_S,
     );
   }
 

@@ -2,7 +2,7 @@ import { UsageError } from '../core/errors.js';
 import { validateRunOptions } from '../core/validate.js';
 import type { QueueContext } from './context.js';
 import { sanitizeId } from './names.js';
-import type { ProduceJobData } from './worker.js';
+import type { ProduceJobData } from './produce.js';
 
 export interface ScheduleRequest {
   id: string;

@@ -1,3 +1,5 @@
+import { DEFAULT_QUEUE } from '../core/defaults.js';
+
 /** Something that must be closed before the process exits (workers first, then connections). */
 export type Closer = () => Promise<void>;
 
@@ -16,7 +18,7 @@ export interface ShutdownOptions {
  */
 export function onShutdown(closers: Closer[], options: ShutdownOptions = {}): () => Promise<void> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const graceMs = options.graceMs ?? 60_000;
+  const graceMs = options.graceMs ?? DEFAULT_QUEUE.shutdownGraceMs;
   let closing: Promise<void> | undefined;
   const shutdown = (): Promise<void> => {
     if (closing) return closing;

@@ -1,3 +1,4 @@
+import { DEFAULT_QUEUE } from '../core/defaults.js';
 import { joinUri } from '../io/location.js';
 import type { Storage } from '../io/storage/storage.js';
 import { sanitizeId } from './names.js';
@@ -8,10 +9,12 @@ import { sanitizeId } from './names.js';
  */
 export type Carried<T> = { inline: T } | { spilled: string; bytes: number };
 
-/** Results above this many bytes of JSON are spilled (CAPFILT_INLINE_RESULT_BYTES; default 1 MiB). */
+/** Results above this many bytes of JSON are spilled (CAPFILT_INLINE_RESULT_BYTES; DEFAULT_QUEUE.inlineResultBytes). */
 export function inlineLimit(env: NodeJS.ProcessEnv = process.env): number {
   const v = Number(env.CAPFILT_INLINE_RESULT_BYTES);
-  return Number.isFinite(v) && v >= 0 && env.CAPFILT_INLINE_RESULT_BYTES !== undefined ? v : 1 << 20;
+  return Number.isFinite(v) && v >= 0 && env.CAPFILT_INLINE_RESULT_BYTES !== undefined
+    ? v
+    : DEFAULT_QUEUE.inlineResultBytes;
 }
 
 /** Deterministic, so a redelivered job overwrites its own spill file. */

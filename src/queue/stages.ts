@@ -18,7 +18,6 @@ import type {
 import { Filter } from '../filter/filter.js';
 import type { Storage } from '../io/storage/storage.js';
 import { emptyTimings } from '../output/stats.js';
-import type { CaptionEngine } from '../pipeline/engines.js';
 import { loadedBatches, modelStages, shardFailure, writeShardOutput } from '../pipeline/shard.js';
 import { buildRecords, captionSamples, filterSamples, type StageContext } from '../pipeline/stages.js';
 import type { Stage } from './names.js';
@@ -87,18 +86,6 @@ function optionsFor(run: RunRecord<RunOptions>, engines: StageEngines): RunOptio
   return engines.batchSize ? { ...run.options, batchSize: engines.batchSize } : run.options;
 }
 
-/** Batches of the shard's pairs, fetched and decoded ahead of the models as the local runner does. */
-/** Stands in for the captioner in the filter stage, which only needs its id for provenance. */
-function captionerIdentity(modelId: string): CaptionEngine {
-  return {
-    modelId,
-    pixels: () => {
-      throw new Error('the filter stage does not caption');
-    },
-    caption: () => Promise.reject(new Error('the filter stage does not caption')),
-  };
-}
-
 /** Split mode, first job: decode for the captioner and caption every pair of the shard. */
 export async function captionStage(
   storage: Storage,
@@ -152,9 +139,8 @@ export async function filterStage(
       const t0 = performance.now();
       const scored = await filterSamples(withCaptions, ctx);
       timings.filter += performance.now() - t0;
-      records.push(
-        ...buildRecords(scored, { ...ctx, captioner: captionerIdentity(captioned.captionerModelId) }),
-      );
+      const models = { captioner: captioned.captionerModelId, filter: engines.filter.modelId };
+      records.push(...buildRecords(scored, options, models));
     }
   } catch (err) {
     throw shardFailure(shard, err);

@@ -6,7 +6,6 @@ import {
   createRedis,
   reconnectDelay,
   redactRedisUrl,
-  redisOptionsFromUrl,
   resolveRedisUrl,
 } from '../../src/queue/connection.js';
 import { sanitizeId, shardJobId } from '../../src/queue/names.js';
@@ -22,17 +21,23 @@ describe('redis url', () => {
     expect(() => resolveRedisUrl('http://x', {})).toThrow(/redis:\/\//);
   });
 
-  it('parses user, password, db and tls', () => {
-    const o = redisOptionsFromUrl('rediss://user:p%40ss@cache.example.com:6380/2');
+  it('parses user, password, db, tls and query parameters', () => {
+    const options = (url: string) => {
+      const redis = createRedis(url, { role: 'client', lazyConnect: true });
+      redis.disconnect();
+      return redis.options;
+    };
+    const o = options('rediss://user:p%40ss@cache.example.com:6380/2?family=6');
     expect(o).toMatchObject({
       host: 'cache.example.com',
       port: 6380,
       username: 'user',
       password: 'p@ss',
       db: 2,
+      family: 6,
     });
     expect(o.tls).toEqual({ servername: 'cache.example.com' });
-    const plain = redisOptionsFromUrl('redis://:pw@10.0.0.1');
+    const plain = options('redis://:pw@10.0.0.1');
     expect(plain).toMatchObject({ host: '10.0.0.1', port: 6379, password: 'pw' });
     expect(plain.tls).toBeUndefined();
     expect(redactRedisUrl('redis://:hunter2@h:1')).not.toContain('hunter2');

@@ -1,0 +1,155 @@
+/**
+ * What a worker does with each kind of job, one named function per stage. They compose the
+ * stage functions of queue/stages.ts (themselves the pipeline's) and move results between jobs:
+ * inline in Redis when small, as spill files otherwise.
+ */
+import { type Job, UnrecoverableError } from 'bullmq';
+import type { RunOptions } from '../core/types.js';
+import type { Storage } from '../io/storage/storage.js';
+import type { QueueContext } from './context.js';
+import { queueName, type Stage, shardJobId } from './names.js';
+import { type ProduceJobData, type ProduceResult, produceRun, type ShardJobData } from './produce.js';
+import type { RunRecord } from './runs.js';
+import { type Carried, carry, discard, spillUri, unwrap } from './spill.js';
+import {
+  type CaptionStageResult,
+  captionStage,
+  filterStage,
+  fusedStage,
+  type ModelStageResult,
+  type StageEngines,
+  writeStage,
+} from './stages.js';
+import { writeRunSummary } from './summary.js';
+
+/** The run's options as produce recorded them, cached per process. */
+export class RunCache {
+  readonly #runs = new Map<string, RunRecord<RunOptions>>();
+  constructor(private readonly ctx: QueueContext) {}
+  async get(runId: string): Promise<RunRecord<RunOptions>> {
+    const hit = this.#runs.get(runId);
+    if (hit) return hit;
+    const run = await this.ctx.runs.get<RunOptions>(runId);
+    // Without its run record a job cannot know its options: retrying will not help.
+    if (!run) throw new UnrecoverableError(`run ${runId} is not recorded in Redis`);
+    if (this.#runs.size > 64) this.#runs.delete(this.#runs.keys().next().value as string);
+    this.#runs.set(runId, run);
+    return run;
+  }
+}
+
+/** What every processor of one worker process shares. */
+export interface ProcessorContext {
+  ctx: QueueContext;
+  storage: Storage;
+  engines: StageEngines;
+  runs: RunCache;
+  log: (line: string) => void;
+}
+
+/** A filter job's value: its records, and the captions' spill file for the writer to remove. */
+export type FilterJobValue = Carried<ModelStageResult> & { captionSpill?: string };
+
+/**
+ * When a produce job was due: a scheduler's job id ends in its firing time (`repeat:<id>:<ms>`),
+ * unique per firing and the same on a retry, so the firing's run id is stable. (The job's
+ * timestamp is when it was created, right after the previous firing: not unique.)
+ */
+export function firingStamp(job: Pick<Job, 'id' | 'timestamp'>): string {
+  const last = job.id?.split(':').pop() ?? '';
+  const ms = /^\d{10,}$/.test(last) ? Number(last) : job.timestamp;
+  return new Date(ms).toISOString().replace(/[-:]/g, '').replace('.', '');
+}
+
+/** The value a shard job's child returned; children have deterministic ids, so the key is exact. */
+async function childValue<T>(pc: ProcessorContext, job: Job, data: ShardJobData, stage: Stage): Promise<T> {
+  const key = pc.ctx.queue(stage).toKey(shardJobId(data.runId, data.shard.id, stage));
+  const values = await job.getChildrenValues<T>();
+  if (!(key in values)) throw new Error(`missing result of the ${stage} stage (${queueName(stage)} job)`);
+  return values[key];
+}
+
+async function shardJob(pc: ProcessorContext, job: Job) {
+  const data = job.data as ShardJobData;
+  return { data, run: await pc.runs.get(data.runId) };
+}
+
+function carryResult<T>(pc: ProcessorContext, stage: Stage, data: ShardJobData, run: RunRecord, value: T) {
+  return carry(pc.storage, spillUri(run.output, run.runId, stage, data.shard.id), value);
+}
+
+/** A scheduled firing: a new run (or none, when the schedule's previous run is still going). */
+export async function produceJob(pc: ProcessorContext, job: Job): Promise<ProduceResult> {
+  const data = job.data as ProduceJobData;
+  const runId = `${data.runPrefix ?? data.scheduleId ?? 'run'}-${firingStamp(job)}`;
+  const result = await produceRun(pc.ctx, pc.storage, { ...data, runId });
+  pc.log(
+    result.busy
+      ? `capfilt: ${runId} skipped: run ${result.runId} of the same schedule is still going`
+      : `capfilt: produced ${result.runId}: ${result.enqueued} shards enqueued, ${result.skipped} skipped`,
+  );
+  return result;
+}
+
+export async function captionJob(pc: ProcessorContext, job: Job): Promise<Carried<CaptionStageResult>> {
+  const { data, run } = await shardJob(pc, job);
+  return carryResult(pc, 'caption', data, run, await captionStage(pc.storage, data.shard, run, pc.engines));
+}
+
+export async function filterJob(pc: ProcessorContext, job: Job): Promise<FilterJobValue> {
+  const { data, run } = await shardJob(pc, job);
+  const captioned = await childValue<Carried<CaptionStageResult>>(pc, job, data, 'caption');
+  const result = await filterStage(
+    pc.storage,
+    data.shard,
+    run,
+    await unwrap(pc.storage, captioned),
+    pc.engines,
+  );
+  const own = await carryResult(pc, 'filter', data, run, result);
+  return 'spilled' in captioned ? { ...own, captionSpill: captioned.spilled } : own;
+}
+
+export async function fusedJob(pc: ProcessorContext, job: Job): Promise<Carried<ModelStageResult>> {
+  const { data, run } = await shardJob(pc, job);
+  return carryResult(pc, 'fused', data, run, await fusedStage(pc.storage, data.shard, run, pc.engines));
+}
+
+/** Writes the shard's output, then counts it in its run; spill files go only after that. */
+async function writeShard(pc: ProcessorContext, job: Job, data: ShardJobData, run: RunRecord<RunOptions>) {
+  const value = await childValue<FilterJobValue>(pc, job, data, run.mode === 'fused' ? 'fused' : 'filter');
+  const { stats, summary } = await writeStage(pc.storage, run, data.shard, await unwrap(pc.storage, value));
+  await pc.ctx.runs.recordFingerprint(run.output, data.shard.id, data.fingerprint);
+  // Counted once per shard even if this job is delivered twice.
+  const marked = await pc.ctx.runs.markShardDone(data.runId, data.shard.id, summary);
+  const spills: Carried<unknown>[] = [value];
+  if (value.captionSpill) spills.push({ spilled: value.captionSpill, bytes: 0 });
+  await discard(pc.storage, spills);
+  return {
+    marked,
+    written: { records: stats.records, status: stats.status, kept: stats.kept, wallMs: stats.wallMs },
+  };
+}
+
+export async function writeJob(pc: ProcessorContext, job: Job): Promise<unknown> {
+  const { data, run } = await shardJob(pc, job);
+  // A shard already counted was written by an earlier delivery of this job, whose worker died
+  // before the job completed; its spill files may be gone, so only the summary can be missing.
+  const { marked, written } = (await pc.ctx.runs.isShardDone(data.runId, data.shard.id))
+    ? { marked: 'duplicate' as const, written: { alreadyWritten: true } }
+    : await writeShard(pc, job, data, run);
+  if (marked === 'completed' || (marked === 'duplicate' && (await pc.ctx.runs.summaryPending(data.runId)))) {
+    const uri = await writeRunSummary(pc.storage, run);
+    await pc.ctx.runs.markCompleted(data.runId);
+    pc.log(`capfilt: run ${run.runId} complete: ${uri}`);
+  }
+  return written;
+}
+
+export const PROCESSORS: Record<Stage, (pc: ProcessorContext, job: Job) => Promise<unknown>> = {
+  produce: produceJob,
+  caption: captionJob,
+  filter: filterJob,
+  fused: fusedJob,
+  write: writeJob,
+};
