@@ -26,14 +26,10 @@ import type { RunRecord, ShardSummary } from './runs.js';
 /** Batches decoded ahead of the models (the local runner's default). */
 const PREFETCH = 2;
 
-/** What a worker process loads, once. */
-export interface EngineSpec {
+/** What a worker process loads, once: the model directories and how to run them. */
+export interface EngineSpec extends EngineOptions {
   captionerDir?: string;
   filterDir?: string;
-  device?: EngineOptions['device'];
-  intraOpThreads?: number;
-  /** Images per model call on this worker; default: the run's batch size. */
-  batchSize?: number;
 }
 
 export interface StageEngines {
@@ -49,13 +45,9 @@ export async function loadEngines(stages: readonly Stage[], spec: EngineSpec): P
   if (needCaptioner && !spec.captionerDir)
     throw new UsageError('the caption and fused stages need --captioner');
   if (needFilter && !spec.filterDir) throw new UsageError('the filter and fused stages need --filter');
-  const opts: EngineOptions = {
-    ...(spec.device ? { device: spec.device } : {}),
-    ...(spec.intraOpThreads !== undefined ? { intraOpThreads: spec.intraOpThreads } : {}),
-    ...(spec.batchSize ? { batchSize: spec.batchSize } : {}),
-  };
-  const captioner = needCaptioner ? await Captioner.load(spec.captionerDir as string, opts) : null;
-  const filter = needFilter ? await Filter.load(spec.filterDir as string, opts) : null;
+  const { captionerDir, filterDir, ...opts } = spec;
+  const captioner = needCaptioner ? await Captioner.load(captionerDir as string, opts) : null;
+  const filter = needFilter ? await Filter.load(filterDir as string, opts) : null;
   return {
     captioner,
     filter,

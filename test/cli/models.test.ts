@@ -1,5 +1,5 @@
 import { execFile } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
@@ -65,12 +65,23 @@ describe('capfilt models (CLI)', () => {
 
   it('random writes a checkpoint that imports', async () => {
     const raw = join(work, 'random');
-    await capfilt(['models', 'random', '--preset', 'tiny', '--kind', 'filter', '--out', raw, '--seed', '3']);
+    await capfilt([
+      'models',
+      'random',
+      '--preset',
+      'tiny',
+      '--kind',
+      'filter',
+      '--output',
+      raw,
+      '--weights-seed',
+      '3',
+    ]);
     const { stdout } = await capfilt([
       'models',
       'import',
       raw,
-      '--out',
+      '--output',
       join(work, 'random-onnx'),
       '--precision',
       'fp16',
@@ -87,5 +98,31 @@ describe('capfilt models (CLI)', () => {
     };
     expect(err.code).toBe(2);
     expect(err.stderr).toMatch(/no readable config\.json/);
+  });
+
+  it('pull refuses a repo that import would refuse, before downloading its weights', async () => {
+    const dir = join(work, 'not-blip');
+    cpSync(join(FIXTURE, 'captioner-bin'), dir, { recursive: true });
+    const config = JSON.parse(readFileSync(join(dir, 'config.json'), 'utf8'));
+    writeFileSync(
+      join(dir, 'config.json'),
+      JSON.stringify({ ...config, architectures: ['BlipForQuestionAnswering'] }),
+    );
+    hub.repos.set('Salesforce/blip-vqa-tiny', {
+      dir,
+      api: true,
+      sha: 'd'.repeat(40),
+      revisions: ['main', 'd'.repeat(40)],
+    });
+    hub.log.length = 0;
+    const err = (await capfilt(
+      ['models', 'pull', 'Salesforce/blip-vqa-tiny', '--output', join(work, 'vqa')],
+      {
+        HF_ENDPOINT: hub.url,
+      },
+    ).catch((e: unknown) => e)) as { code: number; stderr: string };
+    expect(err.code).toBe(2);
+    expect(err.stderr).toMatch(/unsupported architecture/);
+    expect(hub.log.filter((l) => l.url.includes('pytorch_model.bin'))).toEqual([]);
   });
 });

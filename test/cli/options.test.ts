@@ -62,8 +62,8 @@ describe('bad run options fail at once, before any work (real redis-server)', ()
   it('caption and score check their options with the same messages', async () => {
     const image = join(dir, 'x.png');
     const [caption, score] = await Promise.all([
-      fails(['caption', '--model', dir, '--top-p', '2', image]),
-      fails(['score', '--model', dir, '--image', image, '--text', 't', '--max-text-length', '1']),
+      fails(['caption', '--captioner', dir, '--top-p', '2', image]),
+      fails(['score', '--filter', dir, '--image', image, '--text', 't', '--max-text-length', '1']),
     ]);
     expect(caption).toBe('capfilt: --top-p must be in (0, 1]\n');
     expect(score).toBe('capfilt: --max-text-length must be at least 2 tokens\n');

@@ -1,0 +1,39 @@
+import type { Command } from 'commander';
+import { DEFAULT_DASHBOARD } from '../core/defaults.js';
+import { authFromEnv } from '../dashboard/auth.js';
+import { createDashboard } from '../dashboard/server.js';
+import { resolveRedisUrl } from '../queue/connection.js';
+import { onShutdown } from '../queue/shutdown.js';
+import { addConnectionFlags, type ConnectionFlags, prefixOf } from './connection.js';
+import { positiveInt } from './flags.js';
+
+export interface DashboardCommandOptions extends ConnectionFlags {
+  host: string;
+  port: number;
+}
+
+/** `capfilt dashboard`: Bull Board, JSON progress and Prometheus metrics. */
+export function registerDashboard(program: Command): void {
+  addConnectionFlags(
+    program
+      .command('dashboard')
+      .description(
+        'Bull Board, JSON progress and Prometheus /metrics (auth from CAPFILT_DASHBOARD_USER/PASSWORD)',
+      )
+      .option('--host <host>', 'bind address; anything but loopback requires auth', DEFAULT_DASHBOARD.host)
+      .option('--port <port>', 'port', positiveInt, DEFAULT_DASHBOARD.port),
+  ).action(async (o: DashboardCommandOptions) => {
+    const dashboard = createDashboard({
+      redisUrl: resolveRedisUrl(o.redis),
+      prefix: prefixOf(o),
+      host: o.host,
+      port: o.port,
+      auth: authFromEnv(),
+    });
+    const port = await dashboard.listen();
+    process.stderr.write(
+      `capfilt: dashboard on http://${o.host}:${port}/ (Bull Board at /admin/queues, /metrics)\n`,
+    );
+    onShutdown([() => dashboard.close()], { graceMs: 5_000 });
+  });
+}

@@ -1,0 +1,3 @@
+export type Precision = 'fp32' | 'fp16';
+
+export const log = (message: string) => process.stderr.write(`capfilt: ${message}\n`);

@@ -1,0 +1,49 @@
+import { type Command, Option } from 'commander';
+import type { PullProgress } from '../../model/convert/hub.js';
+import { importModel } from '../../model/convert/import.js';
+import { pullCheckpoint } from '../../model/convert/pull.js';
+import { addAlias } from '../flags.js';
+import { log, type Precision } from './log.js';
+
+export interface PullCommandOptions {
+  output: string;
+  revision: string;
+  downloadDir?: string;
+  precision: Precision;
+}
+
+/** Download progress, at most every 2 s. */
+function progressLog(): (p: PullProgress) => void {
+  let last = 0;
+  return (p) => {
+    if (Date.now() - last < 2000) return;
+    last = Date.now();
+    const total = p.total ? ` / ${(p.total / 1e6).toFixed(1)}` : '';
+    log(`${p.file}: ${(p.received / 1e6).toFixed(1)}${total} MB`);
+  };
+}
+
+/** `capfilt models pull <repo>`: download from the Hugging Face hub, then import. */
+export function registerPull(models: Command): void {
+  const cmd = models
+    .command('pull')
+    .description('download a BLIP repo from the Hugging Face hub (HF_ENDPOINT, HF_TOKEN) and import it')
+    .argument('<repo-id>', 'e.g. Salesforce/blip-image-captioning-large')
+    .requiredOption('-o, --output <dir>', 'converted model directory')
+    .option('--revision <rev>', 'branch, tag, commit or refs/pr/N', 'main')
+    .option('--download-dir <dir>', 'where the raw checkpoint is kept (default <output>.hf)')
+    .addOption(new Option('--precision <p>', 'weight precision').choices(['fp32', 'fp16']).default('fp32'));
+  addAlias(cmd, '--out <dir>', 'output');
+  cmd.action(async (repo: string, o: PullCommandOptions) => {
+    const raw = o.downloadDir ?? `${o.output}.hf`;
+    const pulled = await pullCheckpoint({ repo, revision: o.revision, out: raw, onProgress: progressLog() });
+    const manifest = await importModel(raw, o.output, {
+      precision: o.precision,
+      name: `${repo}@${o.revision}`,
+      onProgress: log,
+    });
+    process.stdout.write(
+      `${JSON.stringify({ out: o.output, kind: manifest.kind, weights: pulled.weights, commit: pulled.commit })}\n`,
+    );
+  });
+}
