@@ -1,4 +1,4 @@
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
@@ -83,13 +83,33 @@ function timed(
   return { engines: { captioner: captionEngine, filter: filterEngine }, modelMs: () => ms };
 }
 
+/** A comparison figure, and where it comes from (bench/baselines/*.json). */
+interface Baseline {
+  name: string;
+  secondsPerImage: number;
+  appliesTo: { preset: RandomPreset; device: string };
+  source: string;
+}
+
+const DEFAULT_BASELINE = join(import.meta.dirname, 'baselines', 'hf-transformers-4.40-cpu.json');
+
+/** `--baseline <file>` (default: the checked-in Hugging Face figure) or `--baseline-s-per-image <s>`. */
+function loadBaseline(file: string | undefined, seconds: string | undefined, preset: string): Baseline {
+  if (seconds !== undefined) {
+    return {
+      name: 'given with --baseline-s-per-image',
+      secondsPerImage: Number(seconds),
+      appliesTo: { preset: preset as RandomPreset, device: 'cpu' },
+      source: 'command line',
+    };
+  }
+  return JSON.parse(readFileSync(file ?? DEFAULT_BASELINE, 'utf8')) as Baseline;
+}
+
 /**
  * End-to-end samples/s of the local runner (read, fetch+decode, caption, filter, write) and the
  * pipeline overhead = (end-to-end time - time inside the models) / time inside the models.
  */
-/** The measured Hugging Face PyTorch CPU baseline for BLIP-base CapFilt (seconds per image). */
-const HF_BASE_S_PER_IMAGE = 12.5;
-
 export async function main(args: string[]): Promise<void> {
   const { values } = parseArgs({
     args,
@@ -99,9 +119,15 @@ export async function main(args: string[]): Promise<void> {
       'batch-size': { type: 'string', default: '16' },
       device: { type: 'string', default: 'cpu' },
       threads: { type: 'string', default: '0' },
+      baseline: { type: 'string' },
+      'baseline-s-per-image': { type: 'string' },
     },
   });
   const presets = (values.presets as string).split(',') as RandomPreset[];
+  const baseline = loadBaseline(values.baseline, values['baseline-s-per-image'], presets.at(-1) ?? 'base');
+  process.stdout.write(
+    `comparing with ${baseline.name}: ${baseline.secondsPerImage} s/image (${baseline.appliesTo.preset} preset; source: ${baseline.source})\n`,
+  );
   const batchSize = Number(values['batch-size']);
   const rows: Row[] = [];
   for (const preset of presets) {
@@ -158,9 +184,11 @@ export async function main(args: string[]): Promise<void> {
       decode_s_overlapped: stages.decode / 1000,
       write_s: stages.write / 1000,
       overhead_pct: ((e2eMs - modelMs) / modelMs) * 100,
-      // Hugging Face transformers 4.40 / PyTorch, model work only, BLIP-base, batch 8, this machine
-      // class: 12.5 s per image (docs' performance anchor); meaningful for the base preset only.
-      vs_hf_base_12_5s: preset === 'base' ? HF_BASE_S_PER_IMAGE / (e2eMs / 1000 / n) : null,
+      // Only meaningful for the model size and device the baseline was measured at.
+      vs_baseline:
+        preset === baseline.appliesTo.preset && values.device === baseline.appliesTo.device
+          ? baseline.secondsPerImage / (e2eMs / 1000 / n)
+          : null,
     });
     await captioner.close();
     await filter.close();
@@ -169,6 +197,6 @@ export async function main(args: string[]): Promise<void> {
     'capfilt run, end to end (JSONL manifest of local JPEGs, nucleus, 1 caption, ITM web + synthetic)',
     rows,
   );
-  const file = writeResult('pipeline', { rows, peakRssMiB: peakRssMiB() });
+  const file = writeResult('pipeline', { rows, baseline, peakRssMiB: peakRssMiB() });
   process.stdout.write(`\nwrote ${file}\n`);
 }

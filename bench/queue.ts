@@ -11,9 +11,9 @@ import { runLocal } from '../src/pipeline/local-runner.js';
 import { openQueueContext, type QueueContext } from '../src/queue/context.js';
 import { produceRun } from '../src/queue/produce.js';
 import type { RunMode } from '../src/queue/runs.js';
-import { startRedis } from '../test/helpers/redis.js';
-import { makeTar } from '../test/io/fixtures.js';
-import { spawnCli, waitFor } from '../test/queue/procs.js';
+import { spawnCli, waitFor } from '../tools/cli-process.js';
+import { startRedis } from '../tools/redis-server.js';
+import { makeTar } from '../tools/tar.js';
 import { benchModels } from './models.js';
 import { printTable, type Row, writeResult } from './report.js';
 

@@ -2,8 +2,8 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from '@aws-s
 import { Queue, QueueEvents, Worker } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { type RedisServer, startRedis } from '../tools/redis-server.js';
 import { uniqueName } from './helpers/names.js';
-import { type RedisServer, startRedis } from './helpers/redis.js';
 import { type S3Server, startS3 } from './helpers/s3.js';
 
 describe('test harness: real redis-server and a real S3 endpoint', () => {

@@ -119,105 +119,85 @@ export interface BeamParams extends LengthRules {
   numReturn: number;
 }
 
+interface Candidate {
+  score: number;
+  token: number;
+  beam: number;
+}
+
 /**
- * Beam search exactly as transformers 4.40's _beam_search + BeamSearchScorer: log-softmax scores,
- * processors on log-probs, top 2·beams candidates per input, finished hypotheses scored by
- * sum logprob / generated length^penalty, where a hypothesis ended by [SEP] counts the [SEP]
- * (process() uses cur_len = input length + 1) and an open beam at max length does not. `model` holds inputs × numBeams rows, beams of an input
- * adjacent. Returns per input the best sequences, with [SEP] appended as finalize() does.
+ * torch.topk over beams × vocab for one input: the best 2·numBeams continuations, processors
+ * applied to each beam's log-softmax (what _beam_search keeps: max(2, 1 + #eos) · beams).
  */
-export async function beamSearch(
-  model: StepModel,
-  prompt: readonly number[],
-  inputs: number,
+function topCandidates(
+  logits: Float32Array,
+  firstRow: number,
+  beams: { tokens: number[][]; scores: number[] },
   p: BeamParams,
+  curLength: number,
   vocabSize: number,
-): Promise<{ tokens: number[]; score: number }[][]> {
-  const k = p.numBeams;
-  const promptLength = prompt.length;
-  const hyps = Array.from({ length: inputs }, () => new Hypotheses(k, p.lengthPenalty));
-  const done = new Array<boolean>(inputs).fill(false);
-  // Rows of the live inputs, in model order; beam b of input i lives at row position.
-  let liveInputs = Array.from({ length: inputs }, (_, i) => i);
-  let beamTokens: number[][] = Array.from({ length: inputs * k }, () => [...prompt]);
-  let beamScores: number[] = Array.from({ length: inputs * k }, (_, r) => (r % k === 0 ? 0 : -1e9));
-  let feed: number[][] = beamTokens.map((t) => [...t]);
-  let curLength = promptLength;
-
-  while (true) {
-    const logits = await model.step(feed);
-    const nextTokens: number[][] = [];
-    const nextScores: number[] = [];
-    const sourceRows: number[] = [];
-    liveInputs.forEach((input, li) => {
-      // torch.topk over beams × vocab: the best max(2, 1 + #eos) · beams candidates.
-      const keep = 2 * k;
-      const top: { score: number; token: number; beam: number }[] = [];
-      for (let b = 0; b < k; b++) {
-        const row = li * k + b;
-        const scores = new Float32Array(logSoftmax(logits.subarray(row * vocabSize, (row + 1) * vocabSize)));
-        applyRepetitionPenalty(scores, beamTokens[row], p.repetitionPenalty);
-        applyMinLength(scores, curLength, p.minLength, p.eosId);
-        const base = beamScores[row];
-        for (let t = 0; t < vocabSize; t++) {
-          const score = Math.fround(scores[t] + base);
-          if (top.length === keep && score <= top[keep - 1].score) continue;
-          let j = top.length < keep ? top.length : keep - 1;
-          if (top.length < keep) top.push({ score, token: t, beam: b });
-          while (j > 0 && top[j - 1].score < score) {
-            top[j] = top[j - 1];
-            j--;
-          }
-          top[j] = { score, token: t, beam: b };
-        }
+): Candidate[] {
+  const keep = 2 * p.numBeams;
+  const top: Candidate[] = [];
+  for (let b = 0; b < p.numBeams; b++) {
+    const row = firstRow + b;
+    const scores = new Float32Array(logSoftmax(logits.subarray(row * vocabSize, (row + 1) * vocabSize)));
+    applyRepetitionPenalty(scores, beams.tokens[row], p.repetitionPenalty);
+    applyMinLength(scores, curLength, p.minLength, p.eosId);
+    const base = beams.scores[row];
+    for (let t = 0; t < vocabSize; t++) {
+      const score = Math.fround(scores[t] + base);
+      if (top.length === keep && score <= top[keep - 1].score) continue;
+      let j = top.length < keep ? top.length : keep - 1;
+      if (top.length < keep) top.push({ score, token: t, beam: b });
+      while (j > 0 && top[j - 1].score < score) {
+        top[j] = top[j - 1];
+        j--;
       }
-      let filled = 0;
-      top.forEach((c, rank) => {
-        if (filled === k) return;
-        const row = li * k + c.beam;
-        if (c.token === p.eosId) {
-          if (rank >= k) return;
-          hyps[input].add([...beamTokens[row]], c.score, curLength + 1 - promptLength);
-        } else {
-          nextTokens.push([...beamTokens[row], c.token]);
-          nextScores.push(c.score);
-          sourceRows.push(row);
-          filled += 1;
-        }
-      });
-      done[input] = hyps[input].isDone(top[0].score, curLength + 1 - promptLength);
-    });
-    curLength += 1;
-    beamTokens = nextTokens;
-    beamScores = nextScores;
-    const stillLive = liveInputs.filter((input) => !done[input]);
-    if (stillLive.length === 0 || curLength >= p.maxLength) break;
-    if (stillLive.length === liveInputs.length) {
-      model.select(sourceRows, 'same');
-    } else {
-      const keepPositions: number[] = [];
-      liveInputs.forEach((input, li) => {
-        if (!done[input]) for (let b = 0; b < k; b++) keepPositions.push(li * k + b);
-      });
-      model.select(
-        keepPositions.map((pos) => sourceRows[pos]),
-        keepPositions,
-      );
-      beamTokens = keepPositions.map((pos) => beamTokens[pos]);
-      beamScores = keepPositions.map((pos) => beamScores[pos]);
-      liveInputs = stillLive;
+      top[j] = { score, token: t, beam: b };
     }
-    feed = beamTokens.map((t) => [t[t.length - 1]]);
   }
+  return top;
+}
 
-  // finalize(): open beams of unfinished inputs join their hypotheses.
-  liveInputs.forEach((input, li) => {
-    if (done[input]) return;
-    for (let b = 0; b < k; b++) {
-      const row = li * k + b;
-      hyps[input].add(beamTokens[row], beamScores[row], beamTokens[row].length - promptLength);
+/** The live state of a beam search: per model row, its tokens and cumulative log-probability. */
+interface Beams {
+  tokens: number[][];
+  scores: number[];
+}
+
+/**
+ * BeamSearchScorer.process() for one input: an [SEP] among the best numBeams candidates ends a
+ * hypothesis (length counted with the [SEP]: cur_len + 1 - prompt); the best other candidates
+ * continue as the next beams. Returns the rows the new beams came from, and whether the input
+ * is done.
+ */
+function processInput(
+  top: Candidate[],
+  firstRow: number,
+  beams: Beams,
+  next: Beams,
+  hyps: Hypotheses,
+  p: BeamParams,
+  generated: number,
+): { sourceRows: number[]; done: boolean } {
+  const sourceRows: number[] = [];
+  top.forEach((c, rank) => {
+    if (sourceRows.length === p.numBeams) return;
+    const row = firstRow + c.beam;
+    if (c.token !== p.eosId) {
+      next.tokens.push([...beams.tokens[row], c.token]);
+      next.scores.push(c.score);
+      sourceRows.push(row);
+    } else if (rank < p.numBeams) {
+      hyps.add([...beams.tokens[row]], c.score, generated + 1);
     }
   });
+  return { sourceRows, done: hyps.isDone(top[0].score, generated + 1) };
+}
+
+/** finalize(): the best numReturn hypotheses of each input, [SEP] appended below max length. */
+function bestHypotheses(hyps: Hypotheses[], p: BeamParams): { tokens: number[]; score: number }[][] {
   return hyps.map((h) => {
     const sorted = [...h.beams].sort((x, y) => x.score - y.score);
     const out: { tokens: number[]; score: number }[] = [];
@@ -228,4 +208,73 @@ export async function beamSearch(
     }
     return out;
   });
+}
+
+/**
+ * Beam search exactly as transformers 4.40's _beam_search + BeamSearchScorer: log-softmax scores,
+ * processors on log-probs, top 2·beams candidates per input, finished hypotheses scored by
+ * sum logprob / generated length^penalty, where a hypothesis ended by [SEP] counts the [SEP]
+ * (process() uses cur_len = input length + 1) and an open beam at max length does not. `model`
+ * holds inputs × numBeams rows, beams of an input adjacent. Returns per input the best
+ * sequences, with [SEP] appended as finalize() does.
+ */
+export async function beamSearch(
+  model: StepModel,
+  prompt: readonly number[],
+  inputs: number,
+  p: BeamParams,
+  vocabSize: number,
+): Promise<{ tokens: number[]; score: number }[][]> {
+  const k = p.numBeams;
+  const hyps = Array.from({ length: inputs }, () => new Hypotheses(k, p.lengthPenalty));
+  const done = new Array<boolean>(inputs).fill(false);
+  // Inputs still searched, in model order; beam b of the i-th of them is model row i·k + b.
+  let liveInputs = Array.from({ length: inputs }, (_, i) => i);
+  let beams: Beams = {
+    tokens: Array.from({ length: inputs * k }, () => [...prompt]),
+    scores: Array.from({ length: inputs * k }, (_, r) => (r % k === 0 ? 0 : -1e9)),
+  };
+  let feed: number[][] = beams.tokens.map((t) => [...t]);
+  let curLength = prompt.length;
+
+  while (true) {
+    const logits = await model.step(feed);
+    const next: Beams = { tokens: [], scores: [] };
+    const sourceRows: number[] = [];
+    liveInputs.forEach((input, li) => {
+      const top = topCandidates(logits, li * k, beams, p, curLength, vocabSize);
+      const r = processInput(top, li * k, beams, next, hyps[input], p, curLength - prompt.length);
+      sourceRows.push(...r.sourceRows);
+      done[input] = r.done;
+    });
+    curLength += 1;
+    beams = next;
+    const stillLive = liveInputs.filter((input) => !done[input]);
+    if (stillLive.length === 0 || curLength >= p.maxLength) break;
+    if (stillLive.length === liveInputs.length) {
+      model.select(sourceRows, 'same');
+    } else {
+      // Finished inputs leave the batch: their rows stop costing decoder work.
+      const keep = liveInputs.flatMap((input, li) =>
+        done[input] ? [] : Array.from({ length: k }, (_, b) => li * k + b),
+      );
+      model.select(
+        keep.map((pos) => sourceRows[pos]),
+        keep,
+      );
+      beams = { tokens: keep.map((pos) => beams.tokens[pos]), scores: keep.map((pos) => beams.scores[pos]) };
+      liveInputs = stillLive;
+    }
+    feed = beams.tokens.map((t) => [t[t.length - 1]]);
+  }
+
+  // finalize(): open beams of unfinished inputs join their hypotheses, their length not counting a [SEP].
+  liveInputs.forEach((input, li) => {
+    if (done[input]) return;
+    for (let b = 0; b < k; b++) {
+      const row = li * k + b;
+      hyps[input].add(beams.tokens[row], beams.scores[row], beams.tokens[row].length - prompt.length);
+    }
+  });
+  return bestHypotheses(hyps, p);
 }

@@ -3,9 +3,9 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { spawnCli } from '../../tools/cli-process.js';
+import { type RedisServer, startRedis } from '../../tools/redis-server.js';
 import { uniqueName } from '../helpers/names.js';
-import { type RedisServer, startRedis } from '../helpers/redis.js';
-import { spawnCli } from '../queue/procs.js';
 
 /** Options are validated once, at entry, with the same message whichever command got them. */
 describe('bad run options fail at once, before any work (real redis-server)', () => {

@@ -6,9 +6,9 @@ import { createMetrics } from '../../src/dashboard/metrics.js';
 import { createDashboard, type Dashboard } from '../../src/dashboard/server.js';
 import { runKey, runsIndexKey } from '../../src/queue/names.js';
 import { RunStore } from '../../src/queue/runs.js';
+import { spawnCli, waitFor } from '../../tools/cli-process.js';
+import { freePort, type RedisServer, startRedis } from '../../tools/redis-server.js';
 import { uniqueName } from '../helpers/names.js';
-import { freePort, type RedisServer, startRedis } from '../helpers/redis.js';
-import { spawnCli, waitFor } from '../queue/procs.js';
 
 const auth = { user: 'ops', password: 's3cret:with:colons' };
 const basic = (user: string, password: string) =>

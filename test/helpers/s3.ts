@@ -1,6 +1,6 @@
 import { CreateBucketCommand, S3Client } from '@aws-sdk/client-s3';
 import { startFauxqs } from 'fauxqs';
-import { freePort } from './redis.js';
+import { freePort } from '../../tools/redis-server.js';
 
 export interface S3Server {
   readonly endpoint: string;

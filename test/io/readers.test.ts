@@ -9,8 +9,9 @@ import type { InputOptions, PairRef } from '../../src/core/types.js';
 import { readShard } from '../../src/io/readers/index.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { planShards } from '../../src/pipeline/plan.js';
+import { makeTar } from '../../tools/tar.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
-import { jsonl, makeImage, makeParquet, makeTar } from './fixtures.js';
+import { jsonl, makeImage, makeParquet } from './fixtures.js';
 
 const input: InputOptions = { imageColumn: 'image', textColumn: 'caption', shardSize: 3 };
 

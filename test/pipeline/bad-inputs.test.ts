@@ -12,9 +12,9 @@ import { Filter } from '../../src/filter/filter.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { planShards } from '../../src/pipeline/plan.js';
 import { processShard } from '../../src/pipeline/shard.js';
+import { makeTar } from '../../tools/tar.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
-import { makeTar } from '../io/fixtures.js';
 import { badImageCorpus, type CorpusFile } from './corpus.js';
 
 describe('bad inputs: every pair accounted for with the right reason', () => {

@@ -7,7 +7,8 @@ import { fileKeyOf, formatOf } from '../../src/io/readers/formats.js';
 import { resolveS3Options } from '../../src/io/s3.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { planRun, planShards, totalPairs } from '../../src/pipeline/plan.js';
-import { jsonl, makeTar } from '../io/fixtures.js';
+import { makeTar } from '../../tools/tar.js';
+import { jsonl } from '../io/fixtures.js';
 
 describe('planShards', () => {
   const storage = new Storage();

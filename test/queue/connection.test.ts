@@ -9,9 +9,9 @@ import {
   resolveRedisUrl,
 } from '../../src/queue/connection.js';
 import { sanitizeId, shardJobId } from '../../src/queue/names.js';
+import { spawnCli } from '../../tools/cli-process.js';
+import { freePort, type RedisServer, startRedis } from '../../tools/redis-server.js';
 import { uniqueName } from '../helpers/names.js';
-import { freePort, type RedisServer, startRedis } from '../helpers/redis.js';
-import { spawnCli } from './procs.js';
 
 describe('redis url', () => {
   it('prefers --redis, then REDIS_URL, then loopback', () => {

@@ -1,8 +1,8 @@
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from '@aws-sdk/client-s3';
+import { makeTar } from '../../tools/tar.js';
 import { FIXTURE, IMAGE_NAMES } from '../helpers/models.js';
-import { makeTar } from '../io/fixtures.js';
 
 const TEXTS = [
   'a red square on a blue background',

@@ -9,12 +9,12 @@ import { runOptions } from '../../src/core/options.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { runLocal } from '../../src/pipeline/local-runner.js';
 import { type RunProgress, RunStore } from '../../src/queue/runs.js';
+import { type CliProcess, runCli, spawnCli, waitFor } from '../../tools/cli-process.js';
+import { type RedisServer, startRedis } from '../../tools/redis-server.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
 import { uniqueName } from '../helpers/names.js';
-import { type RedisServer, startRedis } from '../helpers/redis.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
 import { keyCounts, type OutputRecordLine, putTar, readS3Parts, s3Keys, tarKeys } from './data.js';
-import { type CliProcess, runCli, spawnCli, waitFor } from './procs.js';
 
 const PAIRS = 10;
 const TARS = 3;

@@ -8,8 +8,8 @@ import { openQueueContext, type QueueContext } from '../../src/queue/context.js'
 import { firingStamp } from '../../src/queue/processors.js';
 import { produceRun } from '../../src/queue/produce.js';
 import { addSchedule, listSchedules, parseEvery, removeSchedule } from '../../src/queue/schedule.js';
+import { type RedisServer, startRedis } from '../../tools/redis-server.js';
 import { uniqueName } from '../helpers/names.js';
-import { type RedisServer, startRedis } from '../helpers/redis.js';
 import { makeInputTar } from './data.js';
 
 describe('produce', () => {

@@ -9,11 +9,11 @@ import { DEFAULT_SHARD_JOB_POLICY } from '../../src/queue/job-options.js';
 import { runKey } from '../../src/queue/names.js';
 import { produceRun } from '../../src/queue/produce.js';
 import { startWorkerPool, type WorkerPool } from '../../src/queue/worker.js';
+import { waitFor } from '../../tools/cli-process.js';
+import { type RedisServer, startRedis } from '../../tools/redis-server.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
 import { uniqueName } from '../helpers/names.js';
-import { type RedisServer, startRedis } from '../helpers/redis.js';
 import { makeInputTar } from './data.js';
-import { waitFor } from './procs.js';
 
 const SHARDS = 6;
 let redis: RedisServer;

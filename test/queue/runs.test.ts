@@ -1,8 +1,8 @@
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { RunStore, type ShardSummary } from '../../src/queue/runs.js';
+import { type RedisServer, startRedis } from '../../tools/redis-server.js';
 import { uniqueName } from '../helpers/names.js';
-import { type RedisServer, startRedis } from '../helpers/redis.js';
 
 const SHARD: ShardSummary = {
   samples: 4,

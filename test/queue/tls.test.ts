@@ -3,8 +3,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { freePort } from '../helpers/redis.js';
-import { runCli, spawnCli, waitFor } from './procs.js';
+import { runCli, spawnCli, waitFor } from '../../tools/cli-process.js';
+import { freePort } from '../../tools/redis-server.js';
 
 const hasOpenssl = (() => {
   try {

@@ -99,6 +99,7 @@ function asIndexTuple(v: PyValue, what: string, source: string): number[] {
  * needs and resolves only ALLOWED_GLOBALS; everything else raises UnsafeCheckpointError as soon
  * as it is read, before it could be used.
  */
+// biome-ignore lint/complexity/noExcessiveLinesPerFunction: one pickle machine, its opcode switch read as one table; split, its shared stack and memo would be threaded through every piece.
 function unpickleStateDict(pkl: Uint8Array, source: string): Map<string, TensorRef> {
   const dv = new DataView(pkl.buffer, pkl.byteOffset, pkl.byteLength);
   const text = new TextDecoder('utf-8', { fatal: true });
