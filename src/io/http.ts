@@ -2,6 +2,7 @@ import { lookup as dnsLookup, type LookupAddress } from 'node:dns';
 import http from 'node:http';
 import https from 'node:https';
 import { BlockList, isIP } from 'node:net';
+import pRetry from 'p-retry';
 import { errorMessage, SampleError } from '../core/errors.js';
 
 export interface HttpFetchOptions {
@@ -195,7 +196,45 @@ function checkUrl(url: URL, key: string, allowPrivate: boolean): void {
   }
 }
 
-const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+/** A failure another attempt may cure: a network error, a timeout, 429 or a 5xx answer. */
+class Transient extends Error {}
+
+/** One attempt: follows redirects (each re-checked), and returns the body or throws. */
+async function attempt(url: URL, key: string, options: HttpFetchOptions): Promise<Buffer> {
+  const maxRedirects = options.maxRedirects ?? 5;
+  let current = url;
+  try {
+    for (let hop = 0; ; hop++) {
+      checkUrl(current, key, options.allowPrivateNetwork);
+      const res = await once(current, options, key, AbortSignal.timeout(options.timeoutMs));
+      if (res.redirect) {
+        if (hop >= maxRedirects)
+          throw new SampleError(key, 'download_failed', `${url.href}: too many redirects`);
+        current = new URL(res.redirect, current);
+        continue;
+      }
+      if (res.body) return res.body;
+      const status = res.status ?? 0;
+      if (status === 429 || status >= 500) throw new Transient(`${current.href}: HTTP ${status}`);
+      const reason = status === 404 || status === 410 ? 'missing_object' : 'download_failed';
+      throw new SampleError(key, reason, `${current.href}: HTTP ${status}`);
+    }
+  } catch (err) {
+    if (err instanceof SampleError || err instanceof Transient) throw err;
+    if (
+      err instanceof BlockedAddressError ||
+      (err as { cause?: unknown }).cause instanceof BlockedAddressError
+    ) {
+      throw new SampleError(key, 'blocked_url', `${current.href}: ${errorMessage(err)}`);
+    }
+    const name = (err as { name?: string }).name;
+    throw new Transient(
+      name === 'TimeoutError' || name === 'AbortError'
+        ? `${current.href}: timed out after ${options.timeoutMs} ms`
+        : `${current.href}: ${errorMessage(err)}`,
+    );
+  }
+}
 
 /**
  * Downloads an image URL: per-attempt timeout, retries with backoff on network errors, 429 and
@@ -208,47 +247,17 @@ export async function fetchUrl(href: string, key: string, options: HttpFetchOpti
   } catch {
     throw new SampleError(key, 'download_failed', `invalid URL ${JSON.stringify(href)}`);
   }
-  const maxRedirects = options.maxRedirects ?? 5;
-  let lastError = '';
-  for (let attempt = 0; attempt <= options.retries; attempt++) {
-    if (attempt > 0) await sleep(Math.min(2000, 100 * 2 ** (attempt - 1)) * (0.5 + Math.random()));
-    let current = url;
-    try {
-      for (let hop = 0; ; hop++) {
-        checkUrl(current, key, options.allowPrivateNetwork);
-        const res = await once(current, options, key, AbortSignal.timeout(options.timeoutMs));
-        if (res.redirect) {
-          if (hop >= maxRedirects)
-            throw new SampleError(key, 'download_failed', `${href}: too many redirects`);
-          current = new URL(res.redirect, current);
-          continue;
-        }
-        if (res.body) return res.body;
-        const status = res.status ?? 0;
-        if (status === 429 || status >= 500) {
-          lastError = `${current.href}: HTTP ${status}`;
-          break;
-        }
-        throw new SampleError(
-          key,
-          status === 404 || status === 410 ? 'missing_object' : 'download_failed',
-          `${current.href}: HTTP ${status}`,
-        );
-      }
-    } catch (err) {
-      if (err instanceof SampleError) throw err;
-      if (
-        err instanceof BlockedAddressError ||
-        (err as { cause?: unknown }).cause instanceof BlockedAddressError
-      ) {
-        throw new SampleError(key, 'blocked_url', `${current.href}: ${errorMessage(err)}`);
-      }
-      const name = (err as { name?: string }).name;
-      lastError =
-        name === 'TimeoutError' || name === 'AbortError'
-          ? `${current.href}: timed out after ${options.timeoutMs} ms`
-          : `${current.href}: ${errorMessage(err)}`;
-    }
+  try {
+    // Exponential backoff from 100 ms, capped at 2 s, with jitter; only transient failures retry.
+    return await pRetry(() => attempt(url, key, options), {
+      retries: options.retries,
+      minTimeout: 100,
+      maxTimeout: 2000,
+      randomize: true,
+      shouldRetry: ({ error }) => error instanceof Transient,
+    });
+  } catch (err) {
+    if (err instanceof Transient) throw new SampleError(key, 'download_failed', err.message);
+    throw err;
   }
-  throw new SampleError(key, 'download_failed', lastError);
 }

@@ -40,8 +40,6 @@ export interface ModelManifest {
   precision: 'fp32' | 'fp16';
   /** ONNX files by role (vision, cross_kv, decoder, itm, itc_text), relative to the model dir. */
   graphs: Record<string, string>;
-  /** Tokenizer files copied next to the graphs (vocab.txt always). */
-  tokenizer: { vocab: string; doLowerCase: boolean };
   source: { dir: string; weightsFile: string; sha256: string; name?: string };
   capfiltVersion: string;
   createdAt: string;

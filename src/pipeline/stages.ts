@@ -2,6 +2,7 @@
  * The pipeline's stages as plain async functions over typed values. The local runner and the
  * BullMQ workers compose these same functions; none of them knows about queues or progress bars.
  */
+import pMap from 'p-map';
 import { errorMessage, NotFoundError, SampleError, TooLargeError } from '../core/errors.js';
 import { recordOptions } from '../core/options.js';
 import type {
@@ -92,18 +93,10 @@ async function loadOne(pair: PairRef, ctx: StageContext, shareable: boolean): Pr
  * throws for a sample: failures become rejections with a reason.
  */
 export async function loadSamples(pairs: readonly PairRef[], ctx: StageContext): Promise<LoadedSample[]> {
-  const out = new Array<LoadedSample>(pairs.length);
   const shareable = sameImageSpec(ctx);
-  let next = 0;
-  const worker = async () => {
-    while (next < pairs.length) {
-      const i = next++;
-      out[i] = await loadOne(pairs[i], ctx, shareable);
-    }
-  };
-  const n = Math.max(1, Math.min(ctx.options.limits.concurrency, pairs.length));
-  await Promise.all(Array.from({ length: n }, worker));
-  return out;
+  return pMap(pairs, (pair) => loadOne(pair, ctx, shareable), {
+    concurrency: ctx.options.limits.concurrency,
+  });
 }
 
 const needsModels = (s: LoadedSample) => !s.rejection && !s.ref.human;

@@ -1,5 +1,5 @@
 /**
- * A deliberately naive reference of BLIP's forward math (docs/blip.md §2), for tests only.
+ * A deliberately naive reference of BLIP's forward math (transformers 4.40's modeling_blip*.py), for tests only.
  *
  * Plain loops, float64 activations and accumulators, written from the Hugging Face description and
  * sharing no code with src/model/graphs or the engines: when the ONNX path and this file agree on a

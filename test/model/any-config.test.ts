@@ -70,7 +70,7 @@ const CASES: Case[] = [
   },
 ];
 
-/** "[DEC] a picture of" (docs/blip.md §3.4), written out so the tokenizer is not the judge of itself. */
+/** "[DEC] a picture of" (BLIP's caption prompt after bos), written out so the tokenizer is not the judge of itself. */
 const PROMPT_IDS = [30522, 1037, 3861, 1997];
 const DEC_ONLY = [30522];
 const SEP = 102;

@@ -2,6 +2,7 @@ import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
 import { mkdir, open, rename, rm, stat } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
+import pRetry from 'p-retry';
 import { ModelError } from '../../core/errors.js';
 
 /*
@@ -390,27 +391,28 @@ async function download(
     }
   }
   const url = hub.resolveUrl(revision, file);
-  for (let attempt = 0; ; attempt++) {
-    let have = (await fileSize(part)) ?? 0;
-    if ((info.size !== undefined && have > info.size) || have > info.cap) {
-      await rm(part, { force: true });
-      have = 0;
-    }
-    if (info.size !== undefined && have === info.size && have > 0) break;
-    const guard = new StallGuard(hub.stallMs);
-    try {
-      await transfer(hub, url, part, have, file, info, guard, onProgress);
-      break;
-    } catch (err) {
-      if (!(err instanceof Interrupted) || attempt >= retries) {
-        throw err instanceof Interrupted
-          ? new ModelError(`${err.message} (after ${attempt} resumes)`, { cause: err })
-          : err;
+  // Each retry resumes from what the .part file already holds (a Range request), at once.
+  await pRetry(
+    async () => {
+      let have = (await fileSize(part)) ?? 0;
+      if ((info.size !== undefined && have > info.size) || have > info.cap) {
+        await rm(part, { force: true });
+        have = 0;
       }
-    } finally {
-      guard.clear();
-    }
-  }
+      if (info.size !== undefined && have === info.size && have > 0) return;
+      const guard = new StallGuard(hub.stallMs);
+      try {
+        await transfer(hub, url, part, have, file, info, guard, onProgress);
+      } finally {
+        guard.clear();
+      }
+    },
+    { retries, minTimeout: 0, maxTimeout: 0, shouldRetry: ({ error }) => error instanceof Interrupted },
+  ).catch((err: unknown) => {
+    throw err instanceof Interrupted
+      ? new ModelError(`${err.message} (after ${retries} resumes)`, { cause: err })
+      : err;
+  });
   let checked: Pick<PulledFile, 'size' | 'verified' | 'sha256'>;
   try {
     checked = await verify(part, file, info);

@@ -17,6 +17,7 @@ import { type BlipConfig, imageTokenCount, readBlipConfig } from '../config.js';
 import { imageSpecFromPreprocessorConfig } from '../image-spec.js';
 import type { ImageSpec, ModelManifest, SpecialIds } from '../manifest.js';
 import type { WeightMap } from '../tensor.js';
+import { readVocab, vocabIds } from '../vocab.js';
 import { loadCheckpoint } from './checkpoint.js';
 import {
   buildCrossKvGraph,
@@ -63,9 +64,8 @@ export async function importModel(
   await checkTarget(hfDir, target);
   const cfg = await readBlipConfig(hfDir);
   const image = await readImageSpec(hfDir, cfg);
-  const vocab = await readVocab(hfDir);
+  const vocab = vocabIds(await readVocab(hfDir));
   const specialIds = specialIdsOf(cfg, vocab);
-  const doLowerCase = await readDoLowerCase(hfDir);
   progress(`reading weights from ${hfDir}`);
   const checkpoint = await loadCheckpoint(hfDir);
   checkWeightShapes(cfg, checkpoint.weights);
@@ -100,7 +100,6 @@ export async function importModel(
       specialIds,
       precision,
       graphs,
-      tokenizer: { vocab: 'vocab.txt', doLowerCase },
       source: {
         dir: resolve(hfDir),
         weightsFile: basename(checkpoint.file),
@@ -239,34 +238,6 @@ async function readImageSpec(dir: string, cfg: BlipConfig): Promise<ImageSpec> {
     );
   }
   return spec;
-}
-
-async function readVocab(dir: string): Promise<Map<string, number>> {
-  let text: string;
-  try {
-    text = await readFile(join(dir, 'vocab.txt'), 'utf8');
-  } catch (err) {
-    throw new ModelError(`${dir}: no vocab.txt (BLIP uses the bert-base-uncased WordPiece vocabulary)`, {
-      cause: err,
-    });
-  }
-  const vocab = new Map<string, number>();
-  text.split('\n').forEach((line, i) => {
-    const token = line.replace(/\r$/, '');
-    if (token !== '' && !vocab.has(token)) vocab.set(token, i);
-  });
-  return vocab;
-}
-
-async function readDoLowerCase(dir: string): Promise<boolean> {
-  try {
-    const cfg = JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8')) as {
-      do_lower_case?: boolean;
-    };
-    return cfg.do_lower_case ?? true;
-  } catch {
-    return true;
-  }
 }
 
 /** BLIP's ids: BERT's specials from the vocab; [DEC] = bos_token_id and [ENC] = the last id, from the config. */

@@ -39,7 +39,7 @@ export interface BlipDims {
   projectionDim?: number;
 }
 
-/** Hub values (docs/blip.md §1.1) for base/large; tiny is the fixture's config. */
+/** The Salesforce checkpoints' config.json values on the Hugging Face hub for base/large; tiny is the fixture's config. */
 const PRESETS: Record<RandomPreset, BlipDims> = {
   tiny: {
     vision: { hidden: 32, layers: 2, heads: 4, ffn: 64, imageSize: 64, patchSize: 16 },
@@ -134,7 +134,7 @@ export interface TensorSpec {
   shape: number[];
 }
 
-/** Every state-dict key and shape of a BLIP checkpoint of this kind (docs/blip.md §2). */
+/** Every state-dict key and shape of a BLIP checkpoint of this kind, as transformers 4.40's Blip modules name them. */
 export function blipTensorSpecs(configJson: unknown): TensorSpec[] {
   const cfg = parseBlipConfig(configJson);
   const { vision: v, text: t } = cfg;

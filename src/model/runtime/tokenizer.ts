@@ -2,6 +2,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelError } from '../../core/errors.js';
 import type { SpecialIds } from '../manifest.js';
+import { readVocab, vocabIds } from '../vocab.js';
 
 /**
  * A TypeScript re-implementation of Hugging Face's slow `BertTokenizer` (transformers 4.40) as BLIP
@@ -183,13 +184,9 @@ export class BertTokenizer {
 
   constructor(vocabTokens: readonly string[], options: BertTokenizerOptions) {
     this.options = options;
-    this.vocab = new Map();
-    this.idToToken = new Map();
-    // Like HF's load_vocab: a repeated token keeps its last index, every index maps back to its line.
-    vocabTokens.forEach((tok, i) => {
-      this.vocab.set(tok, i);
-      this.idToToken.set(i, tok);
-    });
+    this.vocab = vocabIds(vocabTokens);
+    // Every index maps back to its line, a repeated token's earlier lines included.
+    this.idToToken = new Map(vocabTokens.map((tok, i) => [i, tok]));
     this.vocabSize = this.vocab.size;
     for (const tok of [PAD, UNK, CLS, SEP, MASK]) {
       if (!this.vocab.has(tok)) throw new ModelError(`vocab.txt lacks the special token ${tok}`);
@@ -222,12 +219,7 @@ export class BertTokenizer {
 
   /** Loads vocab.txt and tokenizer_config.json; [DEC]/[ENC] ids come from the model config. */
   static async fromDir(dir: string, ids: { dec: number; enc: number }): Promise<BertTokenizer> {
-    let vocabText: string;
-    try {
-      vocabText = await readFile(join(dir, 'vocab.txt'), 'utf8');
-    } catch (err) {
-      throw new ModelError(`${dir}: cannot read vocab.txt`, { cause: err });
-    }
+    const vocab = await readVocab(dir);
     let cfg: Record<string, unknown> = {};
     try {
       cfg = JSON.parse(await readFile(join(dir, 'tokenizer_config.json'), 'utf8')) as Record<string, unknown>;
@@ -240,7 +232,7 @@ export class BertTokenizer {
       typeof cfg[key] === 'boolean' ? (cfg[key] as boolean) : fallback;
     const strip = cfg['strip_accents'];
     const maxLen = cfg['model_max_length'];
-    return new BertTokenizer(parseVocab(vocabText), {
+    return new BertTokenizer(vocab, {
       doLowerCase: bool('do_lower_case', true),
       stripAccents: typeof strip === 'boolean' ? strip : null,
       tokenizeChineseChars: bool('tokenize_chinese_chars', true),
@@ -412,13 +404,6 @@ export class BertTokenizer {
     }
     return pieces;
   }
-}
-
-/** vocab.txt lines as Python's readlines() + rstrip('\n') in text mode (universal newlines) see them. */
-export function parseVocab(text: string): string[] {
-  const lines = text.replace(/\r\n?/g, '\n').split('\n');
-  if (lines.length > 0 && lines[lines.length - 1] === '') lines.pop();
-  return lines;
 }
 
 function tokensToString(tokens: readonly string[]): string {

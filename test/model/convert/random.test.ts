@@ -127,7 +127,7 @@ describe('writeRandomCheckpoint (tiny)', () => {
 });
 
 describe('base and large presets', () => {
-  // Parameter counts of the Salesforce checkpoints (docs/blip.md §1, §7: they match the hub file sizes).
+  // Parameter counts of the Salesforce checkpoints (their weight files' sizes on the Hugging Face hub).
   const cases = [
     ['base', 'captioner', 247_414_076],
     ['base', 'filter', 223_744_258],

@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { beforeAll, describe, expect, it } from 'vitest';
 import { ModelError } from '../../../src/core/errors.js';
-import { BertTokenizer, encodeForItm, parseVocab } from '../../../src/model/runtime/tokenizer.js';
+import { BertTokenizer, encodeForItm } from '../../../src/model/runtime/tokenizer.js';
 
 const FIXTURE = join(import.meta.dirname, '../../fixtures/blip-tiny');
 
@@ -140,14 +140,6 @@ describe('truncation and ITM encoding', () => {
       }
     }
     expect(n).toBe(36);
-  });
-});
-
-describe('vocab parsing', () => {
-  it('reads lines like Python readlines + rstrip("\\n")', () => {
-    expect(parseVocab('a\r\nb\nc\n')).toEqual(['a', 'b', 'c']);
-    expect(parseVocab('a\nb')).toEqual(['a', 'b']);
-    expect(parseVocab('a\n\nb\n')).toEqual(['a', '', 'b']);
   });
 });
 
