@@ -1,4 +1,5 @@
 import { type Command, Option } from 'commander';
+import { DEFAULT_QUEUE } from '../core/defaults.js';
 import { Storage } from '../io/storage/storage.js';
 import { produceRun } from '../queue/produce.js';
 import type { RunMode } from '../queue/runs.js';
@@ -28,7 +29,7 @@ export function addRunTargetFlags(cmd: Command): Command {
     .addOption(
       new Option('--mode <mode>', 'split: caption and filter pools; fused: one job per shard')
         .choices(['split', 'fused'])
-        .default('split'),
+        .default(DEFAULT_QUEUE.mode),
     )
     .option('--human <loc...>', 'human-annotated pairs to add unfiltered, marked human');
 }
