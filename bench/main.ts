@@ -6,6 +6,7 @@ const BENCHMARKS: Record<string, () => Promise<{ main: (args: string[]) => Promi
   engine: () => import('./engine.js'),
   pipeline: () => import('./pipeline.js'),
   queue: () => import('./queue.js'),
+  readers: () => import('./readers.js'),
 };
 
 const [name, ...args] = process.argv.slice(2);

@@ -36,7 +36,7 @@ export async function* readShardPairs(
   shard: ShardRef,
   ctx: Pick<StageContext, 'storage' | 'options'>,
 ): AsyncGenerator<PairRef> {
-  for await (const pair of readShard(ctx.storage, shard, ctx.options.input)) {
+  for await (const pair of readShard(ctx.storage, shard, ctx.options.input, ctx.options.limits)) {
     if (shard.human) pair.human = true;
     yield pair;
   }

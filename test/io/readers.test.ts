@@ -106,13 +106,15 @@ describe('readers on local files', () => {
     ]);
   });
 
-  it('CSV with an unclosed quote keeps the rows before it and accounts for the rest', async () => {
+  it('CSV with an unclosed quote rejects that line and reads the lines after it as rows', async () => {
     await writeFile(
       join(dir, 'q.csv'),
       'image,caption\nimg/a.png,ok\nimg/b.png,"never closed\nimg/c.png,x\n',
     );
     const pairs = await readAll(storage, join(dir, 'q.csv'), { shardSize: 100 });
-    expect(pairs.map((p) => p.invalid?.reason ?? 'ok')).toEqual(['ok', 'bad_row']);
+    expect(pairs.map((p) => p.invalid?.reason ?? 'ok')).toEqual(['ok', 'bad_row', 'ok']);
+    expect(pairs[1].invalid?.message).toBe('row 1: line 3: a quoted field is never closed');
+    expect(pairs[2].text).toBe('x');
   });
 
   it('Parquet (snappy, gzip, zstd, uncompressed; several row groups) in one shard per file', async () => {

@@ -1,6 +1,7 @@
 import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { pack } from 'tar-stream';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
 import { runOptions } from '../../src/core/options.js';
@@ -9,7 +10,7 @@ import { Filter } from '../../src/filter/filter.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { runLocal } from '../../src/pipeline/local-runner.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
-import { makeParquet } from '../io/fixtures.js';
+import { makeImage, makeParquet } from '../io/fixtures.js';
 import { editFooter, setColumnSize } from '../io/hostile-parquet.js';
 
 /**
@@ -78,5 +79,39 @@ describe('hostile input files in a run', () => {
     ]);
     expect(result.summary).toBeNull();
     expect((await records('good')).map((r) => r.key)).toEqual(['good-000000000']);
+  });
+
+  it('a tar member that is a symlink becomes a rejected record instead of vanishing', async () => {
+    const p = pack();
+    const chunks: Buffer[] = [];
+    p.on('data', (c: unknown) => {
+      chunks.push(c as Buffer);
+    });
+    const ended = new Promise<void>((r) => p.on('end', () => r()));
+    p.entry({ name: 'a.png' }, await makeImage());
+    p.entry({ name: 'a.txt' }, 'a red square');
+    p.entry({ name: 'secret.png', type: 'symlink', linkname: '/etc/passwd' });
+    p.finalize();
+    await ended;
+    const { result, records } = await run('tar', { 's.tar': Buffer.concat(chunks) });
+    expect(result.summary?.records).toBe(2);
+    const out = await records('s');
+    expect(out.map((r) => [r.key, r.status, r.reason ?? null])).toEqual([
+      ['a', 'ok', null],
+      ['secret', 'rejected', 'bad_row'],
+    ]);
+    expect(out[1].error).toBe('member secret.png is a symlink, not a regular file');
+  });
+
+  it('a stray quote at row 10 of a 1,000-row CSV costs that row alone; all 1,000 pairs are accounted for', async () => {
+    const rows = Array.from({ length: 1000 }, (_, i) => `missing/${i}.png,caption ${i}`);
+    rows[9] = 'missing/9.png,"caption 9';
+    const { result, records } = await run('csv', { 'm.csv': `image,caption\n${rows.join('\n')}\n` });
+    expect(result.failed).toEqual([]);
+    expect(result.summary?.records).toBe(1000);
+    expect(result.summary?.reasons).toEqual({ missing_object: 999, bad_row: 1 });
+    const out = await records('m-0-1000');
+    expect(out[9]).toMatchObject({ status: 'rejected', reason: 'bad_row' });
+    expect(out[10].source).toMatch(/missing\/10\.png$/);
   });
 });

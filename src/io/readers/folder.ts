@@ -1,6 +1,7 @@
 import { errorMessage } from '../../core/errors.js';
 import type { PairRef, ShardRef } from '../../core/types.js';
 import type { ObjectInfo, Storage } from '../storage/storage.js';
+import { invalidJson } from './row.js';
 import { IMAGE_EXTENSIONS } from './webdataset.js';
 
 function stemOf(relPath: string): string {
@@ -49,7 +50,14 @@ export async function* readFolder(storage: Storage, shard: ShardRef): AsyncGener
     try {
       if (txt) pair.text = (await storage.read(txt.uri)).toString('utf8');
       if (json) {
-        const parsed = JSON.parse((await storage.read(json.uri)).toString('utf8')) as unknown;
+        const text = (await storage.read(json.uri)).toString('utf8');
+        let parsed: unknown;
+        try {
+          parsed = JSON.parse(text);
+        } catch (err) {
+          // JSON.parse's own message would quote the file.
+          throw new Error(`${stem}.json is ${invalidJson(err, text, 0)}`);
+        }
         if (parsed && typeof parsed === 'object' && !Array.isArray(parsed))
           pair.meta = parsed as Record<string, unknown>;
       }

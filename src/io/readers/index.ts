@@ -1,5 +1,6 @@
+import { DEFAULT_LIMITS } from '../../core/defaults.js';
 import { UsageError } from '../../core/errors.js';
-import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
+import type { FetchLimits, InputOptions, PairRef, ShardRef } from '../../core/types.js';
 import { baseName } from '../location.js';
 import type { Storage } from '../storage/storage.js';
 import { delimiterOf, readCsv } from './csv.js';
@@ -9,8 +10,16 @@ import { readJsonl } from './jsonl.js';
 import { readParquet } from './parquet.js';
 import { readWebDataset } from './webdataset.js';
 
-/** Every pair of a shard, in order, rejected rows included (records out = pairs in). */
-export function readShard(storage: Storage, shard: ShardRef, input: InputOptions): AsyncGenerator<PairRef> {
+/**
+ * Every pair of a shard, in order, rejected rows included (records out = pairs in). `limits.maxBytes`
+ * bounds the image bytes a reader holds for a pair (tar members).
+ */
+export function readShard(
+  storage: Storage,
+  shard: ShardRef,
+  input: InputOptions,
+  limits: Pick<FetchLimits, 'maxBytes'> = DEFAULT_LIMITS,
+): AsyncGenerator<PairRef> {
   const fileKey = fileKeyOf(baseName(shard.uri));
   switch (shard.format) {
     case 'jsonl':
@@ -21,7 +30,7 @@ export function readShard(storage: Storage, shard: ShardRef, input: InputOptions
     case 'parquet':
       return readParquet(storage, shard, input, fileKey);
     case 'webdataset':
-      return readWebDataset(storage, shard, input);
+      return readWebDataset(storage, shard, input, limits);
     case 'folder':
       return readFolder(storage, shard);
     default:

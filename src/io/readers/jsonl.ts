@@ -1,56 +1,54 @@
-import { createInterface } from 'node:readline';
-import { pipeline, type Readable } from 'node:stream';
-import { createGunzip } from 'node:zlib';
-import { errorMessage } from '../../core/errors.js';
+import { BadInputError } from '../../core/errors.js';
 import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
 import type { Storage } from '../storage/storage.js';
-import { badRow, type RowPosition, rowPosition, rowToPair, shardRows } from './row.js';
+import { badRow, invalidJson, type RowPosition, rowPosition, rowToPair, shardRows } from './row.js';
+import { type Line, MAX_ROW_BYTES, openText, splitLines } from './text.js';
 
-/**
- * `raw` gunzipped. Destroying the result (a reader that stops early) also destroys `raw`, so its
- * file descriptor or S3 socket is released, and an error on `raw` reaches the result.
- */
-export function gunzip(raw: Readable): Readable {
-  // The error is already on the returned stream (pipeline destroys every stream with it).
-  return pipeline(raw, createGunzip(), () => undefined);
-}
-
-/** A text stream of the file, gunzipped when its name ends in .gz. */
-export async function openText(storage: Storage, uri: string): Promise<Readable> {
-  const raw = await storage.readStream(uri);
-  return /\.gz$/i.test(uri) ? gunzip(raw) : raw;
-}
-
-/** Non-blank lines of a JSONL file (a manifest or an output part); each is one row. */
-export async function* lines(storage: Storage, uri: string): AsyncGenerator<string> {
+/** Non-blank lines of a JSONL file, each cut at `maxBytes` (then text null, unread). */
+async function* jsonlLines(storage: Storage, uri: string, maxBytes: number): AsyncGenerator<Line> {
   const stream = await openText(storage, uri);
-  const rl = createInterface({ input: stream, crlfDelay: Number.POSITIVE_INFINITY });
   try {
-    for await (const line of rl) {
-      if (line.trim() !== '') yield line;
-    }
+    yield* splitLines(stream, maxBytes);
   } finally {
-    rl.close();
     stream.destroy();
   }
 }
 
+/**
+ * Non-blank lines of a JSONL file capfilt wrote (an output part). A record holds an input row's
+ * metadata plus captions and scores, so it may be longer than a manifest row, but not without end.
+ */
+export async function* lines(storage: Storage, uri: string): AsyncGenerator<string> {
+  const max = 4 * MAX_ROW_BYTES;
+  for await (const line of jsonlLines(storage, uri, max)) {
+    if (line.text === null) throw new BadInputError(uri, `line ${line.number} is longer than ${max} bytes`);
+    yield line.text;
+  }
+}
+
+/** Rows of a JSONL manifest: its non-blank lines, over-long ones included (they become rejected rows). */
 export async function countJsonlRows(storage: Storage, uri: string): Promise<number> {
   let n = 0;
-  for await (const _ of lines(storage, uri)) n++;
+  for await (const _ of jsonlLines(storage, uri, MAX_ROW_BYTES)) n++;
   return n;
 }
 
-function lineToPair(line: string, pos: RowPosition, input: InputOptions): PairRef {
+function lineToPair(line: Line, pos: RowPosition, input: InputOptions): PairRef {
+  if (line.text === null) {
+    return badRow(
+      pos,
+      `line ${line.number} is ${line.bytes} bytes, over the ${MAX_ROW_BYTES}-byte row limit`,
+    );
+  }
   let value: unknown;
   try {
-    value = JSON.parse(line);
+    value = JSON.parse(line.text);
   } catch (err) {
-    return badRow(pos, `invalid JSON (${errorMessage(err)})`);
+    return badRow(pos, `line ${line.number} is ${invalidJson(err, line.text, line.offset)}`);
   }
   return value && typeof value === 'object' && !Array.isArray(value)
     ? rowToPair(value as Record<string, unknown>, pos, input)
-    : badRow(pos, 'not a JSON object');
+    : badRow(pos, `line ${line.number} is not a JSON object`);
 }
 
 export async function* readJsonl(
@@ -59,7 +57,7 @@ export async function* readJsonl(
   input: InputOptions,
   fileKey: string,
 ): AsyncGenerator<PairRef> {
-  for await (const [line, row] of shardRows(lines(storage, shard.uri), shard)) {
+  for await (const [line, row] of shardRows(jsonlLines(storage, shard.uri, MAX_ROW_BYTES), shard)) {
     yield lineToPair(line, rowPosition(shard, fileKey, row), input);
   }
 }

@@ -1,3 +1,4 @@
+import { errorMessage } from '../../core/errors.js';
 import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
 import { resolveRef } from '../location.js';
 
@@ -122,4 +123,16 @@ export function badRow(pos: RowPosition, message: string): PairRef {
     meta: {},
     invalid: { reason: 'bad_row', message: `row ${pos.row}: ${message}` },
   };
+}
+
+/**
+ * "not valid JSON (byte offset N)" for a JSON.parse failure on `text`, which starts at byte
+ * `offset` of its file: where the parse failed when the engine says, never the text itself
+ * (JSON.parse's own message quotes it).
+ */
+export function invalidJson(err: unknown, text: string, offset: number): string {
+  const message = errorMessage(err);
+  const at = /at position (\d+)/.exec(message);
+  const chars = at ? Number(at[1]) : /end of JSON input/.test(message) ? text.length : 0;
+  return `not valid JSON (byte offset ${offset + Buffer.byteLength(text.slice(0, chars))})`;
 }
