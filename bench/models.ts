@@ -1,7 +1,7 @@
-import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { importModel } from '../src/model/convert/import.js';
 import { type RandomPreset, writeRandomCheckpoint } from '../src/model/convert/random.js';
+import { isCurrentModelDir } from '../src/model/manifest.js';
 
 const CACHE = join(import.meta.dirname, '..', '.cache', 'bench');
 
@@ -12,7 +12,7 @@ const CACHE = join(import.meta.dirname, '..', '.cache', 'bench');
 export async function benchModels(preset: RandomPreset): Promise<{ captioner: string; filter: string }> {
   const out = { captioner: join(CACHE, preset, 'captioner'), filter: join(CACHE, preset, 'filter') };
   for (const kind of ['captioner', 'filter'] as const) {
-    if (existsSync(join(out[kind], 'manifest.json'))) continue;
+    if (isCurrentModelDir(out[kind])) continue;
     const raw = join(CACHE, preset, `hf-${kind}`);
     process.stderr.write(`bench: writing a random ${preset} ${kind} and importing it (once)\n`);
     await writeRandomCheckpoint({ preset, kind, out: raw, seed: 1 });

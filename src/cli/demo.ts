@@ -2,6 +2,7 @@ import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { type Command, Option } from 'commander';
 import { UsageError } from '../core/errors.js';
+import { isCurrentModelDir } from '../model/manifest.js';
 import { addAlias } from './flags.js';
 
 /** Where `npm run demo` keeps the converted tiny models. */
@@ -18,7 +19,7 @@ async function demoModels(root: string): Promise<{ captioner: string; filter: st
   const dirs = { captioner: '', filter: '' };
   for (const kind of ['captioner', 'filter'] as const) {
     const dir = resolve(DEMO_MODELS, `blip-tiny-${kind}`);
-    if (!existsSync(join(dir, 'manifest.json'))) {
+    if (!isCurrentModelDir(dir)) {
       process.stderr.write(`capfilt: converting test/fixtures/blip-tiny/${kind} into ${dir}\n`);
       await importModel(join(root, 'test/fixtures/blip-tiny', kind), dir, { name: `blip-tiny-${kind}` });
     }

@@ -1,10 +1,11 @@
 import type * as ort from 'onnxruntime-node';
 import type { FilterOptions, TextScore } from '../core/types.js';
-import { GRAPHS, IO, kvName } from '../model/io-names.js';
-import { chunks, mapBatches } from '../model/runtime/batching.js';
+import { GRAPHS, IO } from '../model/io-names.js';
+import { mapBatches } from '../model/runtime/batching.js';
 import { BlipEngine, type EngineOptions, loadModel } from '../model/runtime/engine.js';
 import { int64 } from '../model/runtime/runtime.js';
-import { encodeForItm } from '../model/runtime/tokenizer.js';
+import { encodeForItm, type ItmEncoding } from '../model/runtime/tokenizer.js';
+import { planScoring } from './text-calls.js';
 
 export interface ScoreSample {
   key: string;
@@ -16,7 +17,7 @@ export interface ScoreSample {
 
 export type ScoreOptions = Pick<FilterOptions, 'firstToken' | 'maxTextLength'>;
 
-/** Texts per ITM/ITC call: enough to keep the GEMMs busy, few enough to bound padding waste. */
+/** The most texts per ITM/ITC call: enough to keep the GEMMs busy, few enough to bound activation memory. */
 const TEXTS_PER_CALL = 64;
 
 /**
@@ -55,64 +56,65 @@ export class Filter extends BlipEngine {
     });
   }
 
+  /**
+   * Scores a batch. Texts are tokenized first so that the images can be encoded in the order of
+   * their ITM calls (see text-calls.ts): each call then reads its cross keys/values as one
+   * contiguous run of rows, and texts of similar length share a call.
+   */
   private async scoreBatch(samples: ScoreSample[], options: ScoreOptions): Promise<TextScore[][]> {
-    const { imageFeat } = await this.encodeImages(samples);
-    const cross = this.crossCache.fetches(0, samples.length);
-    const pairs = samples.flatMap((s, image) => s.texts.map((text) => ({ image, text })));
-    const dim = this.manifest.imageTextHiddenSize;
-    const scores: TextScore[] = [];
-    for (const part of chunks(pairs, TEXTS_PER_CALL)) {
-      const itm = await this.itmProbabilities(part, cross, options);
-      const textFeat = await this.textFeatures(
-        part.map((p) => p.text),
-        options.maxTextLength,
+    const encode = (firstToken: 'enc' | 'cls') =>
+      samples.map((s) =>
+        s.texts.map((t) => encodeForItm(this.tokenizer, t, { maxLength: options.maxTextLength, firstToken })),
       );
-      part.forEach((p, i) => {
-        let cosine = 0;
-        for (let d = 0; d < dim; d++)
-          cosine += (imageFeat as Float32Array)[p.image * dim + d] * textFeat[i * dim + d];
-        scores.push({ itm: itm[i], itc: cosine });
+    const itmTokens = encode(options.firstToken);
+    const itcTokens = encode('cls');
+    const plan = planScoring(
+      itmTokens.map((texts) => texts.map((e) => e.inputIds.length)),
+      TEXTS_PER_CALL,
+    );
+    const { imageFeat } = await this.encodeImages(plan.imageOrder.map((i) => samples[i]));
+    const scores = samples.map((s) => s.texts.map(() => ({ itm: 0, itc: 0 })));
+    for (const call of plan.itm) {
+      const itm = await this.itmProbabilities(
+        call.texts.map((r) => itmTokens[r.sample][r.text]),
+        this.crossCache.fetches(call.firstRow, call.rows),
+      );
+      call.texts.forEach((r, i) => {
+        scores[r.sample][r.text].itm = itm[i];
       });
     }
-    const out: TextScore[][] = [];
-    let next = 0;
-    for (const s of samples) {
-      out.push(scores.slice(next, next + s.texts.length));
-      next += s.texts.length;
+    const row = new Map(plan.imageOrder.map((sample, r) => [sample, r]));
+    const dim = this.manifest.imageTextHiddenSize;
+    const image = imageFeat as Float32Array;
+    for (const call of plan.itc) {
+      const textFeat = await this.textFeatures(call.map((r) => itcTokens[r.sample][r.text]));
+      call.forEach((r, i) => {
+        const offset = (row.get(r.sample) as number) * dim;
+        let cosine = 0;
+        for (let d = 0; d < dim; d++) cosine += image[offset + d] * textFeat[i * dim + d];
+        scores[r.sample][r.text].itc = cosine;
+      });
     }
-    return out;
+    return scores;
   }
 
-  private async itmProbabilities(
-    pairs: { image: number; text: string }[],
-    cross: Record<string, ort.Tensor>,
-    options: ScoreOptions,
-  ): Promise<number[]> {
-    const { ids, mask, length } = this.tokenize(
-      pairs.map((p) => p.text),
-      options.maxTextLength,
-      options.firstToken,
-    );
-    const feeds: Record<string, ort.Tensor> = {
-      [IO.inputIds]: int64(ids, [pairs.length, length]),
-      [IO.attentionMask]: int64(mask, [pairs.length, length]),
-      [IO.imageIndex]: int64(
-        pairs.map((p) => p.image),
-        [pairs.length],
-      ),
-    };
-    for (let l = 0; l < this.manifest.text.numLayers; l++) {
-      for (const part of ['key', 'value'] as const)
-        feeds[kvName('cross', part, l)] = cross[kvName('cross', part, l)];
-    }
-    const logits = (await this.sessions[GRAPHS.itm].run(feeds))[IO.itmLogits].data as Float32Array;
+  /** ITM P(match) of texts given image-major, the same number per cross-attention row. */
+  private async itmProbabilities(texts: ItmEncoding[], cross: Record<string, ort.Tensor>): Promise<number[]> {
+    const { ids, mask, length } = this.padded(texts);
+    const logits = (
+      await this.sessions[GRAPHS.itm].run({
+        [IO.inputIds]: int64(ids, [texts.length, length]),
+        [IO.attentionMask]: int64(mask, [texts.length, length]),
+        ...cross,
+      })
+    )[IO.itmLogits].data as Float32Array;
     // softmax(logits)[1] = 1 / (1 + e^(l0 - l1)), in float64.
-    return pairs.map((_, i) => 1 / (1 + Math.exp(logits[2 * i] - logits[2 * i + 1])));
+    return texts.map((_, i) => 1 / (1 + Math.exp(logits[2 * i] - logits[2 * i + 1])));
   }
 
   /** Normalised ITC text features; the unimodal text encoder keeps [CLS] first, as BLIP's ITC does. */
-  private async textFeatures(texts: string[], maxTextLength: number): Promise<Float32Array> {
-    const { ids, mask, length } = this.tokenize(texts, maxTextLength, 'cls');
+  private async textFeatures(texts: ItmEncoding[]): Promise<Float32Array> {
+    const { ids, mask, length } = this.padded(texts);
     const out = await this.sessions[GRAPHS.itcText].run({
       [IO.inputIds]: int64(ids, [texts.length, length]),
       [IO.attentionMask]: int64(mask, [texts.length, length]),
@@ -121,12 +123,7 @@ export class Filter extends BlipEngine {
   }
 
   /** Token ids padded to the longest text of the call (padding is masked out, so scores do not change). */
-  private tokenize(
-    texts: string[],
-    maxLength: number,
-    firstToken: 'enc' | 'cls',
-  ): { ids: number[]; mask: number[]; length: number } {
-    const encoded = texts.map((t) => encodeForItm(this.tokenizer, t, { maxLength, firstToken }));
+  private padded(encoded: ItmEncoding[]): { ids: number[]; mask: number[]; length: number } {
     const length = Math.max(...encoded.map((e) => e.inputIds.length));
     const ids: number[] = [];
     const mask: number[] = [];

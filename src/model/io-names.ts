@@ -23,12 +23,13 @@ export const IO = {
   imageEmbeds: 'image_embeds',
   /** vision out (filter only): normalised ITC image features [B, E]. */
   imageFeat: 'image_feat',
-  /** decoder, itm, itc_text: int64 token ids. */
+  /**
+   * decoder, itm, itc_text: int64 token ids. itm: [T, L] image-major, the same number of texts per
+   * row of its cross keys/values (T = images·k).
+   */
   inputIds: 'input_ids',
   /** itm, itc_text: int64 [T, L], 0 on padding. */
   attentionMask: 'attention_mask',
-  /** itm: int64 [T], the image row each text is scored against. */
-  imageIndex: 'image_index',
   /** decoder: next-token logits of the last position [B, V]. */
   logits: 'logits',
   /** itm: [T, 2] (no match, match). */

@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { ModelError } from '../core/errors.js';
@@ -25,10 +26,16 @@ export interface SpecialIds {
   enc: number;
 }
 
+/**
+ * The version of the graphs' contract with the engines; raised when a graph's inputs or outputs
+ * change meaning. 2: itm takes its texts image-major, k per image, without image_index.
+ */
+export const MANIFEST_FORMAT_VERSION = 2;
+
 /** The description of a converted model directory, written by `capfilt models import`. */
 export interface ModelManifest {
   format: 'capfilt-blip-onnx';
-  formatVersion: 1;
+  formatVersion: typeof MANIFEST_FORMAT_VERSION;
   kind: ModelKind;
   architecture: string;
   vision: VisionConfig;
@@ -60,5 +67,20 @@ export async function readManifest(dir: string): Promise<ModelManifest> {
   const m = JSON.parse(raw) as ModelManifest;
   if (m.format !== 'capfilt-blip-onnx')
     throw new ModelError(`${dir}/manifest.json: unknown format ${m.format}`);
+  if (m.formatVersion !== MANIFEST_FORMAT_VERSION) {
+    throw new ModelError(
+      `${dir} was converted by another capfilt version (graph format ${m.formatVersion}, this one reads ${MANIFEST_FORMAT_VERSION}); convert it again with capfilt models import`,
+    );
+  }
   return m;
+}
+
+/** True when `dir` holds a model this capfilt reads (caches convert again otherwise). */
+export function isCurrentModelDir(dir: string): boolean {
+  try {
+    const m = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8')) as Partial<ModelManifest>;
+    return m.format === 'capfilt-blip-onnx' && m.formatVersion === MANIFEST_FORMAT_VERSION;
+  } catch {
+    return false;
+  }
 }

@@ -72,6 +72,47 @@ describe('Filter on the blip-tiny fixture', () => {
     }
   });
 
+  it('gives every text the same scores whatever the order, batch size and company', async () => {
+    const options = { firstToken: 'enc', maxTextLength: 35 } as const;
+    const reference = await filter.score(samples, options);
+    const close = (a: { itm: number; itc: number }, b: { itm: number; itc: number }, what: string) => {
+      expect(Math.abs(a.itm - b.itm), `${what} itm`).toBeLessThan(1e-5);
+      expect(Math.abs(a.itc - b.itc), `${what} itc`).toBeLessThan(1e-5);
+    };
+    // Reversed samples with their texts reversed, a text repeated, a long text added and an image
+    // with no texts: other call lengths, other row counts per call, another ITM/ITC grouping.
+    const long = 'a very long text about nothing in particular that goes on and on and on until it is cut';
+    const mixed: { key: string; pixels: Float32Array; texts: string[] }[] = [...samples]
+      .reverse()
+      .map((s, i) => ({
+        ...s,
+        texts: i % 2 ? [...s.texts].reverse() : [...s.texts, s.texts[0], long],
+      }));
+    mixed.splice(2, 0, { ...samples[0], key: 'none', texts: [] });
+    const single = await Filter.load(models.filter, { batchSize: 1, visionBatchSize: 1 });
+    try {
+      for (const [engine, label] of [
+        [filter, 'batch 4'],
+        [single, 'batch 1'],
+      ] as const) {
+        const got = await engine.score(mixed, options);
+        mixed.forEach((s, i) => {
+          if (s.key === 'none') {
+            expect(got[i]).toEqual([]);
+            return;
+          }
+          const original = IMAGE_NAMES.indexOf(s.key as (typeof IMAGE_NAMES)[number]);
+          s.texts.forEach((text, j) => {
+            const at = samples[original].texts.indexOf(text);
+            if (at >= 0) close(got[i][j], reference[original][at], `${label} ${s.key} ${text}`);
+          });
+        });
+      }
+    } finally {
+      await single.close();
+    }
+  });
+
   it('fp16 graphs stay within 1e-2 of fp32 on ITM probabilities', async () => {
     fp16 = await importTinyModels({ precision: 'fp16' });
     const half = await Filter.load(fp16.filter);

@@ -15,7 +15,7 @@ import { ModelError } from '../../core/errors.js';
 import { CAPFILT_VERSION } from '../../core/version.js';
 import { type BlipConfig, imageTokenCount, readBlipConfig } from '../config.js';
 import { imageSpecFromPreprocessorConfig } from '../image-spec.js';
-import type { ImageSpec, ModelManifest, SpecialIds } from '../manifest.js';
+import { type ImageSpec, MANIFEST_FORMAT_VERSION, type ModelManifest, type SpecialIds } from '../manifest.js';
 import type { WeightMap } from '../tensor.js';
 import { readVocab, vocabIds } from '../vocab.js';
 import { loadCheckpoint } from './checkpoint.js';
@@ -89,7 +89,7 @@ export async function importModel(
     );
     const manifest: ModelManifest = {
       format: MANIFEST_FORMAT,
-      formatVersion: 1,
+      formatVersion: MANIFEST_FORMAT_VERSION,
       kind: cfg.kind,
       architecture: cfg.architecture,
       vision: cfg.vision,

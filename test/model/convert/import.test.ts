@@ -7,6 +7,7 @@ import { UnsafeCheckpointError } from '../../../src/core/errors.js';
 import { importModel } from '../../../src/model/convert/import.js';
 import { readManifest } from '../../../src/model/manifest.js';
 import { FIXTURE, fixtureBin, maxAbsDiff, REFERENCE } from '../../helpers/models.js';
+import { readGraph } from '../../helpers/onnx-graph.js';
 
 const work = mkdtempSync(join(tmpdir(), 'capfilt-import-'));
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -76,6 +77,22 @@ describe('capfilt models import', () => {
       tokens = [sequence[4 + step]];
     }
     await Promise.all([vision.release(), crossKv.release(), decoder.release()]);
+  });
+
+  it("has the itm graph read each image's cross keys/values in place, never copied per text", () => {
+    const { nodes, inputs } = readGraph(join(work, 'filter-st', 'itm.onnx'));
+    const crossInputs = inputs.filter((i) => i.startsWith('cross_'));
+    expect(crossInputs.length).toBeGreaterThan(0);
+    const readers = nodes.filter((n) => n.inputs.some((i) => crossInputs.includes(i)));
+    expect(new Set(readers.map((n) => n.opType))).toEqual(new Set(['MultiHeadAttention', 'Shape']));
+  });
+
+  it('refuses a model converted to another graph format, naming the fix', async () => {
+    const dir = join(work, 'old-format');
+    cpSync(join(work, 'filter-st'), dir, { recursive: true });
+    const manifest = JSON.parse(readFileSync(join(dir, 'manifest.json'), 'utf8'));
+    writeFileSync(join(dir, 'manifest.json'), JSON.stringify({ ...manifest, formatVersion: 1 }));
+    await expect(readManifest(dir)).rejects.toThrow(/graph format 1.*capfilt models import/);
   });
 
   it('refuses a checkpoint of another architecture', async () => {

@@ -16,25 +16,30 @@ function textInputs(g: GraphBuilder): { ids: string; mask: string } {
 }
 
 /**
- * ITM: the image-grounded text encoder over each text, cross-attending to the keys/values of the
- * image it is paired with (image_index picks the row, so one image serves many texts), then
- * itm_head on the first token → itm_logits [T, 2] (no match, match).
+ * ITM: the image-grounded text encoder over each text, cross-attending to the keys/values of its
+ * image, then itm_head on the first token → itm_logits [T, 2] (no match, match). The texts come
+ * image-major, the same number k per image (T = images·k): one image's keys/values serve its k
+ * texts without being copied per text.
  */
 export function buildItmGraph(cfg: BlipConfig, weights: WeightMap, weightType: WeightType): GraphBuilder {
   const g = new GraphBuilder(GRAPHS.itm, weightType);
   const b = new Blocks(g, weights);
   const { ids, mask } = textInputs(g);
-  const imageIndex = g.input(IO.imageIndex, 'int64', ['texts']);
-  const cross = crossInputs(g, cfg, 'images').map((c) => ({
-    key: g.op('Gather', [c.key, imageIndex], { axis: 0 }),
-    value: g.op('Gather', [c.value, imageIndex], { axis: 0 }),
-  }));
+  const cross = crossInputs(g, cfg, 'images');
+  const width = g.constInt64([cfg.text.hiddenSize]);
+  const crossGroups = {
+    grouped: g.op('Concat', [g.op('Shape', [cross[0].key], { end: 1 }), g.constInt64([-1]), width], {
+      axis: 0,
+    }),
+    ungrouped: g.op('Concat', [g.op('Shape', [ids]), width], { axis: 0 }),
+  };
   const { hidden } = textTransformer(b, cfg.text, ids, {
     prefix: ENCODER,
     positions: positionsAfter(b, ids),
     causal: false,
     keyPaddingMask: g.op('Cast', [mask], { to: 6 }),
     cross,
+    crossGroups,
   });
   g.output(b.linear(b.firstToken(hidden), ['itm_head']), IO.itmLogits, 'float32', ['texts', 2]);
   return g;

@@ -20,6 +20,12 @@ export interface TextRunOptions {
   past?: LayerCache[];
   /** Precomputed cross-attention keys/values per layer, [B, H, N, hd]; absent: text-only (ITC). */
   cross?: LayerCache[];
+  /**
+   * Several texts per cross-attention row (ITM): the texts come image-major, the same number per
+   * image, and their queries attend to their image's keys/values as one longer sequence. `grouped`
+   * is the int64 shape [images, -1, D], `ungrouped` the queries' own shape [texts, T, D].
+   */
+  crossGroups?: { grouped: string; ungrouped: string };
 }
 
 /**
@@ -64,9 +70,9 @@ export function textTransformer(
     if (opts.cross) {
       const cq = b.linear(h, [`${l}crossattention.self.query`]);
       // Every BLIP caller passes an all-ones image mask, so cross-attention is unmasked.
-      const cross = b.attention(cq, opts.cross[i].key, opts.cross[i].value, cfg.numHeads);
+      const cross = crossAttention(b, cfg, cq, opts.cross[i], opts.crossGroups);
       h = b.layerNorm(
-        g.op('Add', [b.linear(cross.out, [`${l}crossattention.output.dense`]), h]),
+        g.op('Add', [b.linear(cross, [`${l}crossattention.output.dense`]), h]),
         `${l}crossattention.output.LayerNorm`,
         eps,
       );
@@ -75,6 +81,24 @@ export function textTransformer(
     h = b.layerNorm(g.op('Add', [ff, h]), `${l}output.LayerNorm`, eps);
   }
   return { hidden: h, present };
+}
+
+/**
+ * Cross-attention to precomputed keys/values. It is unmasked and every query row is independent,
+ * so with `groups` the queries of an image's texts share one call ([texts, T, D] → [images, k·T, D]
+ * and back) instead of copying the image's keys/values once per text.
+ */
+function crossAttention(
+  b: Blocks,
+  cfg: TextConfig,
+  q: string,
+  kv: LayerCache,
+  groups: TextRunOptions['crossGroups'],
+): string {
+  if (!groups) return b.attention(q, kv.key, kv.value, cfg.numHeads).out;
+  const grouped = b.g.op('Reshape', [q, groups.grouped]);
+  const { out } = b.attention(grouped, kv.key, kv.value, cfg.numHeads);
+  return b.g.op('Reshape', [out, groups.ungrouped]);
 }
 
 /**
