@@ -7,6 +7,7 @@ export interface CliProcess {
   proc: ChildProcess;
   output(): string;
   stdout(): string;
+  stderr(): string;
   /** Resolves with the exit code (or the signal name). */
   exited: Promise<number | string>;
   kill(signal?: NodeJS.Signals): Promise<number | string>;
@@ -21,12 +22,14 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProces
   });
   let out = '';
   let stdout = '';
+  let stderr = '';
   proc.stdout?.on('data', (c: Buffer) => {
     out += c.toString();
     stdout += c.toString();
   });
   proc.stderr?.on('data', (c: Buffer) => {
     out += c.toString();
+    stderr += c.toString();
   });
   const exited = new Promise<number | string>((resolve) => {
     proc.on('exit', (code, signal) => resolve(code ?? signal ?? -1));
@@ -35,6 +38,7 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProces
     proc,
     output: () => out,
     stdout: () => stdout,
+    stderr: () => stderr,
     exited,
     async kill(signal: NodeJS.Signals = 'SIGTERM') {
       if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);

@@ -4,13 +4,19 @@ import { DEFAULT_ENGINE } from '../../core/defaults.js';
 import { ModelError } from '../../core/errors.js';
 import type { ModelManifest } from '../manifest.js';
 
+// onnxruntime's own logger prints a red "Failed to load library …providers_shared.so" for every
+// CUDA attempt on a host without the provider; capfilt reports that itself (one warning for
+// --device auto, a ModelError for --device cuda), so only fatal lines stay. Read once, when the
+// first session is created.
+ort.env.logLevel = 'fatal';
+
 /** Where and how onnxruntime runs a model. */
 export interface RuntimeOptions {
   /** cpu; cuda or cuda:N (fails clearly when CUDA is unavailable); auto = CUDA, else CPU with a warning. */
   device?: 'cpu' | 'cuda' | 'auto' | `cuda:${number}`;
   /** Threads inside one operator; 0 lets onnxruntime pick (one per core). */
   intraOpThreads?: number;
-  /** Called once when `auto` falls back to the CPU. */
+  /** Called when `auto` falls back to the CPU (default: one `capfilt:` line on stderr per process). */
   onWarning?: (message: string) => void;
 }
 
@@ -28,6 +34,18 @@ function sessionOptions(device: ResolvedDevice, opts: RuntimeOptions): ort.Infer
     executionMode: 'sequential',
     logSeverityLevel: 3,
   };
+}
+
+/** Why CUDA could not be used, once `auto` found out: later models go straight to the CPU. */
+let cudaUnavailable: string | null = null;
+let fallbackReported = false;
+
+/** The fallback is said once per process by default (a run loads two models), always to a caller's hook. */
+function reportFallback(opts: RuntimeOptions, why: string): void {
+  const message = `--device auto: CUDA unavailable (${why}); running on the CPU`;
+  if (opts.onWarning) opts.onWarning(message);
+  else if (!fallbackReported) process.stderr.write(`capfilt: ${message}\n`);
+  fallbackReported ||= !opts.onWarning;
 }
 
 function parseDevice(device: RuntimeOptions['device']): ResolvedDevice | 'auto' {
@@ -60,20 +78,26 @@ export async function openSessions(
   };
   if (wanted !== 'auto' && wanted.kind === 'cpu') return { sessions: await open(wanted), device: wanted };
   const cuda = wanted === 'auto' ? { kind: 'cuda' as const, deviceId: 0 } : wanted;
+  const cpu = { kind: 'cpu' as const, deviceId: 0 };
+  if (wanted === 'auto' && cudaUnavailable !== null) {
+    reportFallback(opts, cudaUnavailable);
+    return { sessions: await open(cpu), device: cpu };
+  }
   try {
     return { sessions: await open(cuda), device: cuda };
   } catch (err) {
-    const why = err instanceof Error ? err.message : String(err);
+    const why = (err instanceof Error ? err.message : String(err)).split('\n')[0];
     if (wanted !== 'auto') {
       throw new ModelError(
-        `cannot run on CUDA device ${cuda.deviceId}: ${why}. onnxruntime-node's CUDA provider needs ` +
-          'libonnxruntime_providers_cuda.so (installed with ONNXRUNTIME_NODE_INSTALL_CUDA not skipped, see README) ' +
-          'plus CUDA and cuDNN on the host; use --device cpu or --device auto',
+        `cannot run on CUDA device ${cuda.deviceId}: ${why}. onnxruntime-node's CUDA provider ` +
+          '(libonnxruntime_providers_cuda.so) comes from its install script run with ' +
+          'ONNXRUNTIME_NODE_INSTALL=cuda12 (see README, GPU hosts), and needs CUDA 12 and cuDNN 9 on ' +
+          'the host; use --device cpu or --device auto',
         { cause: err },
       );
     }
-    opts.onWarning?.(`CUDA unavailable (${why.split('\n')[0]}); running on the CPU`);
-    const cpu = { kind: 'cpu' as const, deviceId: 0 };
+    cudaUnavailable = why;
+    reportFallback(opts, why);
     return { sessions: await open(cpu), device: cpu };
   }
 }
