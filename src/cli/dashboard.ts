@@ -1,11 +1,12 @@
 import type { Command } from 'commander';
 import { DEFAULT_DASHBOARD } from '../core/defaults.js';
+import { validatePort } from '../core/validate.js';
 import { authFromEnv } from '../dashboard/auth.js';
 import { createDashboard } from '../dashboard/server.js';
 import { resolveRedisUrl } from '../queue/connection.js';
 import { onShutdown } from '../queue/shutdown.js';
 import { addConnectionFlags, type ConnectionFlags, prefixOf } from './connection.js';
-import { positiveInt } from './flags.js';
+import { intArg } from './flags.js';
 
 export interface DashboardCommandOptions extends ConnectionFlags {
   host: string;
@@ -21,8 +22,9 @@ export function registerDashboard(program: Command): void {
         'Bull Board, JSON progress and Prometheus /metrics (auth from CAPFILT_DASHBOARD_USER/PASSWORD)',
       )
       .option('--host <host>', 'bind address; anything but loopback requires auth', DEFAULT_DASHBOARD.host)
-      .option('--port <port>', 'port', positiveInt, DEFAULT_DASHBOARD.port),
+      .option('--port <port>', 'port', intArg, DEFAULT_DASHBOARD.port),
   ).action(async (o: DashboardCommandOptions) => {
+    validatePort(o.port);
     const dashboard = createDashboard({
       redisUrl: resolveRedisUrl(o.redis),
       prefix: prefixOf(o),

@@ -14,7 +14,7 @@ import {
   repetitionPenaltyFor,
 } from '../core/defaults.js';
 import type { DecodingOptions, FilterOptions, RunOptions } from '../core/types.js';
-import { CONSIDER, FIRST_TOKENS, STRATEGIES, validateRunOptions } from '../core/validate.js';
+import { CONSIDER, FIRST_TOKENS, STRATEGIES, validateEngine, validateRunOptions } from '../core/validate.js';
 import type { S3Options } from '../io/s3.js';
 import type { EngineOptions } from '../model/runtime/engine.js';
 
@@ -209,7 +209,14 @@ export function addEngineFlags(cmd: Command, batchSize: 'default' | 'override' =
   return addAlias(cmd, '--intra-op-threads <n>', 'threads', nonNegativeInt);
 }
 
+/** The engine options from parsed flags, range-checked (a UsageError names the bad flag). */
 export function engineFromFlags(o: EngineFlags): EngineOptions {
+  validateEngine({
+    device: o.device,
+    batchSize: o.batchSize,
+    visionBatchSize: o.visionBatchSize,
+    intraOpThreads: o.threads,
+  });
   return {
     device: o.device as EngineOptions['device'],
     ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),

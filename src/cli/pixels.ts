@@ -1,13 +1,23 @@
-import { readFile } from 'node:fs/promises';
 import { UsageError } from '../core/errors.js';
 import type { RgbImage } from '../core/types.js';
 import { decodeImage } from '../io/image.js';
-import { readNpy } from '../io/npy.js';
+import { parseNpy } from '../io/npy.js';
+import { Storage } from '../io/storage/storage.js';
 import type { ModelManifest } from '../model/manifest.js';
 
 interface PixelSource {
   pixels(image: RgbImage): Float32Array;
   readonly manifest: ModelManifest;
+}
+
+/** A file named on the command line; a missing one is a NotFoundError (one line, exit 2), not a stack trace. */
+export async function readInput(location: string): Promise<Buffer> {
+  const storage = new Storage();
+  try {
+    return await storage.read(location);
+  } finally {
+    storage.close();
+  }
 }
 
 /**
@@ -17,7 +27,7 @@ interface PixelSource {
  */
 export async function pixelsOf(input: string, engine: PixelSource): Promise<Float32Array> {
   if (input.toLowerCase().endsWith('.npy')) {
-    const arr = await readNpy(input);
+    const arr = parseNpy(await readInput(input), input);
     const { imageSize, numChannels } = engine.manifest.vision;
     const want = [numChannels, imageSize, imageSize];
     const shape = arr.shape.length === 4 && arr.shape[0] === 1 ? arr.shape.slice(1) : arr.shape;
@@ -26,7 +36,7 @@ export async function pixelsOf(input: string, engine: PixelSource): Promise<Floa
     }
     return arr.data;
   }
-  return engine.pixels(await decodeImage(await readFile(input), input));
+  return engine.pixels(await decodeImage(await readInput(input), input));
 }
 
 /** One JSON value per line on stdout. */

@@ -1,6 +1,7 @@
 import type { Command } from 'commander';
 import { UsageError } from '../core/errors.js';
 import type { FilterOptions } from '../core/types.js';
+import { validateDecisionChange } from '../core/validate.js';
 import { Storage } from '../io/storage/storage.js';
 import { refilter } from '../pipeline/dataset.js';
 import { addDecisionFlags, addS3Flags, type S3Flags, s3FromFlags } from './flags.js';
@@ -18,9 +19,10 @@ async function refilterCommand(o: RefilterCommandOptions): Promise<void> {
   if (o.threshold === undefined && o.consider === undefined && o.keepTop === undefined) {
     throw new UsageError('refilter needs at least one of --threshold, --consider, --keep-top');
   }
+  const change = { threshold: o.threshold, consider: o.consider, keepTop: o.keepTop };
+  validateDecisionChange(change);
   const storage = new Storage({ s3: s3FromFlags(o) });
   try {
-    const change = { threshold: o.threshold, consider: o.consider, keepTop: o.keepTop };
     const r = await refilter(storage, o.input, o.output, change, o.gzip ? 'gzip' : 'none');
     process.stdout.write(
       `capfilt: refiltered ${r.records} records in ${r.shards} shards; ${r.keptTexts} texts kept -> ${o.output}\n`,

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import type { Command } from 'commander';
 import { UsageError } from '../core/errors.js';
 import type { FilterOptions } from '../core/types.js';
@@ -15,7 +14,7 @@ import {
   type FilterFlags,
   filterFromFlags,
 } from './flags.js';
-import { pixelsOf, printLine } from './pixels.js';
+import { pixelsOf, printLine, readInput } from './pixels.js';
 
 export interface ScoreCommandOptions extends FilterFlags, EngineFlags {
   filter: string;
@@ -28,7 +27,10 @@ async function pairsOf(o: ScoreCommandOptions): Promise<{ image: string; text: s
   const pairs: { image: string; text: string }[] = [];
   if (o.image) for (const text of o.text) pairs.push({ image: o.image, text });
   if (o.pairs) {
-    const lines = (await readFile(o.pairs, 'utf8')).split('\n').filter((l) => l.trim() !== '');
+    const lines = (await readInput(o.pairs))
+      .toString('utf8')
+      .split('\n')
+      .filter((l) => l.trim() !== '');
     lines.forEach((l, i) => {
       const row = JSON.parse(l) as { image?: unknown; text?: unknown };
       if (typeof row.image !== 'string' || typeof row.text !== 'string') {
@@ -57,11 +59,12 @@ async function scorePairs(filter: Filter, pairs: { image: string; text: string }
 }
 
 async function scoreCommand(o: ScoreCommandOptions, cmd: Command): Promise<void> {
-  const pairs = await pairsOf(o);
   const thresholdGiven = cmd.getOptionValueSource('threshold') === 'cli';
   const options = filterFromFlags(o);
   validateFilter(options);
-  const filter = await Filter.load(o.filter, engineFromFlags(o));
+  const engine = engineFromFlags(o);
+  const pairs = await pairsOf(o);
+  const filter = await Filter.load(o.filter, engine);
   try {
     for (const s of await scorePairs(filter, pairs, options)) {
       const out: Record<string, unknown> = { input: s.image, text: s.text, itm: s.itm, itc: s.itc };

@@ -1,4 +1,5 @@
 import type { Command } from 'commander';
+import { NotFoundError } from '../core/errors.js';
 import { collectStatus, formatStatus } from '../queue/status.js';
 import { addConnectionFlags, type ConnectionFlags, openContext } from './connection.js';
 
@@ -19,6 +20,7 @@ export function registerStatus(program: Command): void {
     const ctx = await openContext(o);
     try {
       const report = await collectStatus(ctx, o.run);
+      if (o.run && report.runs.length === 0) throw new NotFoundError(`run ${o.run} (prefix ${ctx.prefix})`);
       process.stdout.write(o.json ? `${JSON.stringify(report, null, 2)}\n` : formatStatus(report));
     } finally {
       await ctx.close();

@@ -37,6 +37,7 @@ export function parseStages(text: string): Stage[] {
 
 async function workerCommand(o: WorkerCommandOptions): Promise<void> {
   const stages = parseStages(o.stage);
+  const engine = engineFromFlags(o);
   const ctx = await openContext(o, 'worker');
   const storage = new Storage({ s3: s3FromFlags(o) });
   const lock = o.lockDuration
@@ -44,7 +45,7 @@ async function workerCommand(o: WorkerCommandOptions): Promise<void> {
     : {};
   const pool = await startWorkerPool(ctx, {
     stages,
-    engines: { captionerDir: o.captioner, filterDir: o.filter, ...engineFromFlags(o) },
+    engines: { captionerDir: o.captioner, filterDir: o.filter, ...engine },
     concurrency: o.concurrency,
     storage,
     ...lock,

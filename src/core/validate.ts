@@ -4,7 +4,9 @@
  * library callers), so that a bad value fails at once, before any work is queued. Messages name
  * the command-line flag, and are the same whichever command was given the value.
  */
+import { CAPFILT_FILTER } from './defaults.js';
 import { UsageError } from './errors.js';
+import { definedOnly } from './options.js';
 import type { DecodingOptions, FetchLimits, FilterOptions, InputOptions, RunOptions } from './types.js';
 
 type Check = [ok: boolean, message: string];
@@ -87,4 +89,38 @@ export function validateRunOptions(o: RunOptions): RunOptions {
     [isInt(o.batchSize, 1), '--batch-size must be at least 1'],
   ]);
   return o;
+}
+
+/** Where and how the models run, as the engine flags give it (run, caption, score, worker). */
+export interface EngineChoice {
+  device: string;
+  /** Unset on a worker, which then keeps the run's own batch size. */
+  batchSize?: number;
+  visionBatchSize: number;
+  intraOpThreads: number;
+}
+
+export function validateEngine(o: EngineChoice): EngineChoice {
+  enforce([
+    [/^(cpu|auto|cuda(:\d+)?)$/.test(o.device), '--device must be cpu, cuda, cuda:N or auto'],
+    [o.batchSize === undefined || isInt(o.batchSize, 1), '--batch-size must be at least 1'],
+    [isInt(o.visionBatchSize, 1), '--vision-batch-size must be a positive integer'],
+    [isInt(o.intraOpThreads, 0), '--threads must be an integer >= 0 (0: one per core)'],
+  ]);
+  return o;
+}
+
+/** `capfilt refilter`: the decision values it changes (unset ones keep the output's own). */
+export function validateDecisionChange(
+  o: Partial<Pick<FilterOptions, 'threshold' | 'consider' | 'keepTop'>>,
+): void {
+  validateFilter({ ...CAPFILT_FILTER, ...definedOnly(o) });
+}
+
+/** A TCP port to listen on. */
+export function validatePort(port: number, flag = '--port'): number {
+  enforce([
+    [Number.isInteger(port) && port >= 1 && port <= 65_535, `${flag} must be an integer from 1 to 65535`],
+  ]);
+  return port;
 }

@@ -1,4 +1,3 @@
-import { readFile } from 'node:fs/promises';
 import { UsageError } from '../core/errors.js';
 
 export interface NpyArray {
@@ -34,10 +33,6 @@ export function parseNpy(buf: Buffer, name = 'array.npy'): NpyArray {
   const data = new Float32Array(count);
   for (let i = 0; i < count; i++) data[i] = buf.readFloatLE(offset + 4 * i);
   return { shape, data };
-}
-
-export async function readNpy(path: string): Promise<NpyArray> {
-  return parseNpy(await readFile(path), path);
 }
 
 /** Encode float32 data as .npy (tests and tools that hand pixels to other programs). */

@@ -3,7 +3,7 @@ import { UsageError } from '../core/errors.js';
 import { definedOnly, recordOptions, runOptions } from '../core/options.js';
 import type { FilterOptions, OutputRecord, RecordOptions, RunOptions, ShardStats } from '../core/types.js';
 import type { Storage } from '../io/storage/storage.js';
-import { completedShards } from '../output/completion.js';
+import { type CompletedShard, completedShards } from '../output/completion.js';
 import { readRecords } from '../output/read.js';
 import { ShardWriter } from '../output/shard-writer.js';
 import { emptyTimings } from '../output/stats.js';
@@ -69,8 +69,7 @@ export async function refilter(
   change: RefilterOptions,
   compression: 'none' | 'gzip' = 'none',
 ): Promise<RefilterResult> {
-  const shards = await completedShards(storage, input);
-  if (shards.length === 0) throw new UsageError(`${input} holds no completed capfilt shards`);
+  const shards = await finishedShards(storage, input);
   const all: ShardStats[] = [];
   for (const s of shards) {
     const started = new Date();
@@ -106,9 +105,21 @@ export async function refilter(
 /** One BLIP/LAVIS annotation: the image (path or S3 URI) or url, and one kept caption. */
 export type BlipAnnotation = { image: string; caption: string } | { url: string; caption: string };
 
-export async function* blipAnnotations(storage: Storage, input: string): AsyncGenerator<BlipAnnotation> {
+/** The complete shards of a finished output; throws (before anything is written) when there are none. */
+async function finishedShards(storage: Storage, input: string): Promise<CompletedShard[]> {
   const shards = await completedShards(storage, input);
   if (shards.length === 0) throw new UsageError(`${input} holds no completed capfilt shards`);
+  return shards;
+}
+
+export async function* blipAnnotations(storage: Storage, input: string): AsyncGenerator<BlipAnnotation> {
+  yield* annotationsOf(storage, await finishedShards(storage, input));
+}
+
+async function* annotationsOf(
+  storage: Storage,
+  shards: readonly CompletedShard[],
+): AsyncGenerator<BlipAnnotation> {
   for (const s of shards) {
     for await (const r of readRecords(storage, s.data)) {
       if (r.status !== 'ok') continue;
@@ -124,9 +135,11 @@ export async function exportBlip(
   input: string,
   write: (chunk: string) => Promise<void>,
 ): Promise<number> {
+  // A missing or empty input fails before the first byte is written.
+  const shards = await finishedShards(storage, input);
   let n = 0;
   await write('[');
-  for await (const a of blipAnnotations(storage, input)) {
+  for await (const a of annotationsOf(storage, shards)) {
     await write(`${n === 0 ? '\n' : ',\n'}${JSON.stringify(a)}`);
     n++;
   }

@@ -25,6 +25,16 @@ export interface ContextOptions {
   checkEviction?: boolean;
 }
 
+/**
+ * BullMQ re-emits its connection's errors on every Queue and FlowProducer, and prints a stack trace
+ * for each one nobody listens to; the connection already reports an outage once (createRedis), and
+ * a command that fails rejects to its caller.
+ */
+function quiet<T extends { on(event: 'error', listener: (err: Error) => void): unknown }>(emitter: T): T {
+  emitter.on('error', () => undefined);
+  return emitter;
+}
+
 export async function openQueueContext(options: ContextOptions): Promise<QueueContext> {
   const prefix = options.prefix ?? DEFAULT_PREFIX;
   const role = options.role ?? 'client';
@@ -63,13 +73,13 @@ export async function openQueueContext(options: ContextOptions): Promise<QueueCo
     queue(stage) {
       let q = queues.get(stage);
       if (!q) {
-        q = new Queue(queueName(stage), { connection: redis, prefix });
+        q = quiet(new Queue(queueName(stage), { connection: redis, prefix }));
         queues.set(stage, q);
       }
       return q;
     },
     flows() {
-      flowProducer ??= new FlowProducer({ connection: redis, prefix });
+      flowProducer ??= quiet(new FlowProducer({ connection: redis, prefix }));
       return flowProducer;
     },
     async close() {

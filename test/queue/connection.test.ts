@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process';
 import { Redis } from 'ioredis';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import {
   checkEvictionPolicy,
   createRedis,
@@ -8,6 +8,7 @@ import {
   redactRedisUrl,
   resolveRedisUrl,
 } from '../../src/queue/connection.js';
+import { openQueueContext } from '../../src/queue/context.js';
 import { sanitizeId, shardJobId } from '../../src/queue/names.js';
 import { spawnCli } from '../../tools/cli-process.js';
 import { freePort, type RedisServer, startRedis } from '../../tools/redis-server.js';
@@ -119,6 +120,31 @@ describe('redis server checks', () => {
       expect(await pending).toBe('v');
     } finally {
       redis.disconnect();
+      await aof.stop();
+    }
+  });
+
+  it('a queue context rides out a Redis restart with one line of its own, never a stack trace', async () => {
+    const aof = await startRedis();
+    const ctx = await openQueueContext({ redisUrl: aof.url, prefix: uniqueName('quiet'), role: 'worker' });
+    const consoleError = vi.spyOn(console, 'error').mockImplementation(() => undefined);
+    const stderr = vi.spyOn(process.stderr, 'write').mockImplementation(() => true);
+    try {
+      await ctx.queue('write').getJobCounts();
+      ctx.flows();
+      await aof.kill();
+      const counts = ctx.queue('write').getJobCounts();
+      await new Promise((r) => setTimeout(r, 500));
+      await aof.restart();
+      expect(await counts).toMatchObject({ waiting: 0 });
+      expect(consoleError).not.toHaveBeenCalled();
+      const lines = stderr.mock.calls.map(([chunk]) => String(chunk));
+      expect(lines.length).toBeGreaterThan(0);
+      for (const line of lines) expect(line).toMatch(/^capfilt: redis redis:\/\/127\.0\.0\.1:\d+\/?: .*\n$/);
+    } finally {
+      consoleError.mockRestore();
+      stderr.mockRestore();
+      await ctx.close();
       await aof.stop();
     }
   });

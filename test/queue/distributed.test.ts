@@ -174,7 +174,8 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
     expect(keys).toContain('_summary.json');
     // The spill files were removed once their shard was written.
     expect(keys.filter((k) => k.startsWith('_capfilt-work/'))).toEqual([]);
-    const writeJob = await new Queue('write', { connection: client, prefix }).getJob('r1.write.00000');
+    const writeQueue = new Queue('write', { connection: client, prefix });
+    const writeJob = await writeQueue.getJob('r1.write.00000');
     const filterResult = Object.values((await writeJob?.getChildrenValues()) ?? {})[0] as Record<
       string,
       unknown
@@ -200,6 +201,7 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
       shardsFailed: 0,
       samples: TARS * PAIRS,
     });
+    await writeQueue.close();
     // Producing the same run again enqueues nothing.
     const again = await produce(prefix, 'r1', `s3://${bucket}/out-split`, 'split');
     expect(JSON.parse(again.split('\n')[0])).toMatchObject({ enqueued: 0, skipped: TARS });
