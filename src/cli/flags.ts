@@ -11,6 +11,7 @@ import {
   DEFAULT_ENGINE,
   DEFAULT_INPUT,
   DEFAULT_LIMITS,
+  RECOGNISED_COLUMNS,
   repetitionPenaltyFor,
 } from '../core/defaults.js';
 import type { DecodingOptions, FilterOptions, RunOptions } from '../core/types.js';
@@ -250,8 +251,8 @@ export function s3FromFlags(o: S3Flags): S3Options {
 }
 
 export interface InputFlags extends S3Flags {
-  imageColumn: string;
-  textColumn: string;
+  imageColumn?: string;
+  textColumn?: string;
   shardSize: number;
   gzip?: boolean;
   maxPixels: number;
@@ -270,10 +271,12 @@ export function addInputFlags(cmd: Command): Command {
   cmd
     .option(
       '--image-column <name>',
-      'manifest column with the image reference (falls back to url/path/key)',
-      i.imageColumn,
+      `manifest column with the image reference, any case (default: the first of ${RECOGNISED_COLUMNS.image.join(', ')})`,
     )
-    .option('--text-column <name>', 'manifest column with the text (falls back to text)', i.textColumn)
+    .option(
+      '--text-column <name>',
+      `manifest column with the text, any case (default: the first of ${RECOGNISED_COLUMNS.text.join(', ')})`,
+    )
     .option(
       '--shard-size <n>',
       'pairs per shard for JSONL/CSV/TSV manifests and image folders',
@@ -321,7 +324,11 @@ export function runOptionsFromFlags(o: RunOptionFlags): RunOptions {
   return validateRunOptions({
     decoding: decodingFromFlags(o),
     filter: filterFromFlags(o),
-    input: { imageColumn: o.imageColumn, textColumn: o.textColumn, shardSize: o.shardSize },
+    input: {
+      ...(o.imageColumn !== undefined ? { imageColumn: o.imageColumn } : {}),
+      ...(o.textColumn !== undefined ? { textColumn: o.textColumn } : {}),
+      shardSize: o.shardSize,
+    },
     limits: {
       maxBytes: o.maxBytes,
       maxPixels: o.maxPixels,

@@ -71,6 +71,15 @@ function report(result: LocalRunResult, output: string): void {
       '',
     ].join('\n'),
   );
+  if (s.status.ok === 0) {
+    // Nothing reached the models: almost always the wrong columns or an unreachable image root.
+    process.stderr.write(
+      s.records === 0
+        ? 'capfilt: the input holds no pairs\n'
+        : `capfilt: every pair was rejected (${reasons.join(', ')}); check --image-column, --text-column and the image paths\n`,
+    );
+    process.exitCode = 1;
+  }
 }
 
 async function runCommand(o: RunCommandOptions): Promise<void> {

@@ -64,10 +64,34 @@ export const CAPFILT_FILTER: FilterOptions = {
 };
 
 /**
- * - imageColumn / textColumn: @defaultValue 'image' / 'caption' (then url/path/key and text)
+ * - imageColumn / textColumn: @defaultValue unset: the first of {@link RECOGNISED_COLUMNS} a file has
  * - shardSize: @defaultValue 10000 pairs per shard of a manifest or image folder
  */
-export const DEFAULT_INPUT: InputOptions = { imageColumn: 'image', textColumn: 'caption', shardSize: 10_000 };
+export const DEFAULT_INPUT: InputOptions = { shardSize: 10_000 };
+
+/**
+ * The column names a manifest is read by when no flag names one, matched case-insensitively, in
+ * order of preference: what img2dataset, LAION (`URL`, `TEXT`, `SAMPLE_ID`), DataComp (`uid`,
+ * `url`, `text`), Hugging Face datasets (`image`, `text`) and BLIP/LAVIS annotations (`image`,
+ * `caption`) call them. `key` is never an image reference: it names the sample.
+ */
+export const RECOGNISED_COLUMNS = {
+  image: [
+    'image',
+    'url',
+    'image_url',
+    'img_url',
+    'path',
+    'image_path',
+    'file_name',
+    'filepath',
+    'jpg',
+    'png',
+    'webp',
+  ],
+  text: ['caption', 'text', 'txt', 'alt_text', 'alt'],
+  key: ['key', 'uid', 'sample_id', 'id'],
+} as const;
 
 /**
  * What an image may cost to fetch and decode.

@@ -182,16 +182,24 @@ export interface OutputRecord {
   reason: RejectReason | null;
   error: string | null;
   human: boolean;
+  /**
+   * The input's other columns (manifest columns besides image, text and key; a tar's or folder's
+   * `<key>.json`), kept as img2dataset keeps them.
+   */
+  meta: Record<string, unknown>;
   models: RecordModels;
   options: RecordOptions;
 }
 
 /** How inputs are read and images fetched/decoded. */
 export interface InputOptions {
-  /** Column (or JSON field) holding the image reference; falls back to url/path/key. */
-  imageColumn: string;
-  /** Column holding the text; falls back to text. */
-  textColumn: string;
+  /**
+   * Column (or JSON field) holding the image reference, matched case-insensitively; a file without
+   * it is refused. Unset: the first recognised name the file has (core/defaults.ts).
+   */
+  imageColumn?: string;
+  /** Column holding the text, as imageColumn. */
+  textColumn?: string;
   /** Pairs per shard for manifests (JSONL/CSV/TSV) and image folders. */
   shardSize: number;
 }

@@ -60,8 +60,14 @@ export function validateFilter(o: FilterOptions): void {
 
 export function validateInput(o: InputOptions): void {
   enforce([
-    [typeof o.imageColumn === 'string' && o.imageColumn !== '', '--image-column must not be empty'],
-    [typeof o.textColumn === 'string' && o.textColumn !== '', '--text-column must not be empty'],
+    [
+      o.imageColumn === undefined || (typeof o.imageColumn === 'string' && o.imageColumn !== ''),
+      '--image-column must not be empty',
+    ],
+    [
+      o.textColumn === undefined || (typeof o.textColumn === 'string' && o.textColumn !== ''),
+      '--text-column must not be empty',
+    ],
     [isInt(o.shardSize, 1), '--shard-size must be a positive integer'],
   ]);
 }

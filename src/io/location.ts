@@ -84,3 +84,17 @@ export function relativeUri(root: string, uri: string): string {
   }
   return baseName(uri);
 }
+
+/** Whether `uri` is `folder` or lies below it (both local, or both in one S3 bucket). */
+export function isInside(uri: string, folder: string): boolean {
+  const a = parseLocation(uri);
+  const b = parseLocation(folder);
+  if (a.kind === 'local' && b.kind === 'local') {
+    const rel = relative(b.path, a.path);
+    return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+  }
+  if (a.kind === 's3' && b.kind === 's3' && a.bucket === b.bucket) {
+    return folderPrefix(a.key).startsWith(folderPrefix(b.key));
+  }
+  return false;
+}

@@ -1,6 +1,7 @@
 /** Names of the files in a capfilt output folder: they derive from shard ids alone. */
 import type { OutputOptions } from '../core/types.js';
 import { joinUri } from '../io/location.js';
+import { MARKER_SUFFIX, SUMMARY_NAME } from '../io/readers/formats.js';
 
 export type Compression = OutputOptions['compression'];
 
@@ -17,11 +18,12 @@ export function shardOutputNames(
 ): ShardOutputNames {
   return {
     data: joinUri(output, `part-${shardId}.jsonl${compression === 'gzip' ? '.gz' : ''}`),
-    stats: joinUri(output, `part-${shardId}.stats.json`),
+    stats: joinUri(output, `part-${shardId}${MARKER_SUFFIX}`),
   };
 }
 
-export const SUMMARY_NAME = '_summary.json';
+/** Spelled once, in io/readers/formats.ts: folder inputs skip the folders these files mark. */
+export { MARKER_SUFFIX, SUMMARY_NAME };
 
 /** Parses a part-<shard>.stats.json / part-<shard>.jsonl[.gz] file name. */
 export function parsePartName(

@@ -135,7 +135,11 @@ export async function runLocal(p: LocalRunParams): Promise<LocalRunResult> {
   validateRunOptions(p.options);
   const t0 = performance.now();
   const log = p.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const planned = await planRun(p.storage, { ...p, shardSize: p.options.input.shardSize });
+  const planned = await planRun(p.storage, {
+    ...p,
+    shardSize: p.options.input.shardSize,
+    columns: p.options.input,
+  });
   await p.storage.removeTemps(p.output);
   const { todo, done } = await sortOutDone(p, planned);
   const progress = progressFor(p, planned);

@@ -1,13 +1,14 @@
 import { NotFoundError, UsageError } from '../core/errors.js';
-import type { InputFormat, ShardRef } from '../core/types.js';
-import { baseName, relativeUri } from '../io/location.js';
+import type { InputFormat, InputOptions, ShardRef } from '../core/types.js';
+import { baseName, isInside, relativeUri } from '../io/location.js';
 import { countCsvRows, delimiterOf } from '../io/readers/csv.js';
 import { folderImages, hidden } from '../io/readers/folder.js';
-import { boundedKey, fileKeyOf, formatOf } from '../io/readers/formats.js';
+import { boundedKey, fileKeyOf, formatOf, outsideOutputs, SUMMARY_NAME } from '../io/readers/formats.js';
+import { checkColumns } from '../io/readers/index.js';
 import { countJsonlRows } from '../io/readers/jsonl.js';
 import { countParquetRows } from '../io/readers/parquet.js';
 import { IMAGE_EXTENSIONS } from '../io/readers/webdataset.js';
-import type { Storage } from '../io/storage/storage.js';
+import type { ObjectInfo, Storage } from '../io/storage/storage.js';
 
 export interface PlannedShard {
   shard: ShardRef;
@@ -18,6 +19,8 @@ export interface PlannedShard {
 export interface PlanOptions {
   shardSize: number;
   human?: boolean;
+  /** The columns the run reads by: a manifest without them is refused here, before any work. */
+  columns?: Pick<InputOptions, 'imageColumn' | 'textColumn'>;
 }
 
 async function countRows(storage: Storage, uri: string, format: 'jsonl' | 'csv' | 'tsv'): Promise<number> {
@@ -52,7 +55,7 @@ export async function planShards(
   const kind = await storage.kind(input);
   if (kind === null) throw new NotFoundError(input);
   const files =
-    kind === 'file' ? [{ uri: input, relPath: baseName(input), size: 0 }] : await storage.list(input);
+    kind === 'file' ? [{ uri: input, relPath: baseName(input), size: 0 }] : await inputFiles(storage, input);
   const inputs = files.filter((f) => formatOf(f.relPath) !== null && !hidden(f.relPath));
   const prefix = options.human ? 'human-' : '';
   const planned: PlannedShard[] = [];
@@ -63,6 +66,7 @@ export async function planShards(
     if (seen.has(key)) key = prefix + boundedKey(f.relPath.replace(/[^A-Za-z0-9._-]+/g, '_'));
     seen.add(key);
     const base = { format, uri: f.uri, ...(options.human ? { human: true } : {}) };
+    await checkColumns(storage, f.uri, format, options.columns ?? {});
     if (format === 'webdataset') planned.push({ shard: { ...base, id: key }, pairs: null });
     // The footer alone gives the row count: progress then has a pair total with Parquet inputs too.
     else if (format === 'parquet')
@@ -94,8 +98,42 @@ export async function planShards(
   return planned;
 }
 
+/**
+ * The files of a folder input, less capfilt output folders inside it (an earlier run's records
+ * are not manifests). A folder input that is itself a capfilt output is refused.
+ */
+async function inputFiles(storage: Storage, input: string): Promise<ObjectInfo[]> {
+  const { files, outputs } = outsideOutputs(await storage.list(input));
+  if (outputs.includes('')) {
+    throw new UsageError(
+      `${input} is a capfilt output folder (it holds shard markers or ${SUMMARY_NAME}), not an input; ` +
+        'pass the dataset it was made from, or one of its files',
+    );
+  }
+  return files;
+}
+
+/** Refuses an output inside an input folder: the next run would read the output as input. */
+async function refuseNestedOutput(
+  storage: Storage,
+  inputs: readonly string[],
+  output: string,
+): Promise<void> {
+  for (const input of inputs) {
+    if (isInside(output, input) && (await storage.kind(input)) === 'folder') {
+      throw new UsageError(
+        `the output ${output} lies inside the input folder ${input}; write it outside the input`,
+      );
+    }
+  }
+}
+
 export interface RunPlanRequest {
   input: string;
+  /** Where the run writes: refused when it lies inside an input folder. */
+  output?: string;
+  /** The columns the run reads by (run options). */
+  columns?: Pick<InputOptions, 'imageColumn' | 'textColumn'>;
   /** Human-annotated manifests or folders: their shards are marked human (written unfiltered). */
   human?: readonly string[];
   shardSize: number;
@@ -107,9 +145,12 @@ export interface RunPlanRequest {
  * that is refused before anything runs.
  */
 export async function planRun(storage: Storage, req: RunPlanRequest): Promise<PlannedShard[]> {
-  const planned = await planShards(storage, req.input, { shardSize: req.shardSize });
+  if (req.output !== undefined)
+    await refuseNestedOutput(storage, [req.input, ...(req.human ?? [])], req.output);
+  const options = { shardSize: req.shardSize, ...(req.columns ? { columns: req.columns } : {}) };
+  const planned = await planShards(storage, req.input, options);
   for (const h of req.human ?? []) {
-    planned.push(...(await planShards(storage, h, { shardSize: req.shardSize, human: true })));
+    planned.push(...(await planShards(storage, h, { ...options, human: true })));
   }
   const ids = new Set<string>();
   for (const { shard } of planned) {

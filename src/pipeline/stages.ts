@@ -175,6 +175,7 @@ export function buildRecords(
       reason: null,
       error: null,
       human: s.ref.human === true,
+      meta: s.ref.meta,
       models,
       options,
     };

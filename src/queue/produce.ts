@@ -120,8 +120,10 @@ export async function produceRun(
   const options = existing?.options ?? req.options;
   const planned = await planRun(storage, {
     input: req.input,
+    output: req.output,
     human: existing?.human ?? req.human,
     shardSize: options.input.shardSize,
+    columns: options.input,
   });
   const previous = await ctx.runs.fingerprints(req.output);
   const decisions = await pMap(

@@ -7,6 +7,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { BadInputError } from '../../src/core/errors.js';
 import type { InputOptions, PairRef } from '../../src/core/types.js';
 import { readShard } from '../../src/io/readers/index.js';
+import { derivedKey } from '../../src/io/readers/row.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { planShards } from '../../src/pipeline/plan.js';
 import { makeImage } from './fixtures.js';
@@ -112,8 +113,8 @@ describe('JSONL: line and value limits on the stream', () => {
       const { planned, pairs } = await readAll(join(dir, name));
       expect(planned, name).toBe(2);
       expect(pairs.map((p) => [p.key, p.text])).toEqual([
-        ['blank-000000000', 'one'],
-        ['blank-000000001', 'two'],
+        [derivedKey(0, 'a.png', 'one'), 'one'],
+        [derivedKey(1, 'b.png', 'two'), 'two'],
       ]);
     }
   });

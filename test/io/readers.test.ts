@@ -7,18 +7,19 @@ import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { InputOptions, PairRef } from '../../src/core/types.js';
 import { readShard } from '../../src/io/readers/index.js';
+import { derivedKey } from '../../src/io/readers/row.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { planShards } from '../../src/pipeline/plan.js';
 import { makeTar } from '../../tools/tar.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
 import { jsonl, makeImage, makeParquet } from './fixtures.js';
 
-const input: InputOptions = { imageColumn: 'image', textColumn: 'caption', shardSize: 3 };
+const input: InputOptions = { shardSize: 3 };
 
 async function readAll(storage: Storage, uri: string, opts: Partial<InputOptions> = {}): Promise<PairRef[]> {
   const o = { ...input, ...opts };
   const out: PairRef[] = [];
-  for (const { shard } of await planShards(storage, uri, { shardSize: o.shardSize })) {
+  for (const { shard } of await planShards(storage, uri, { shardSize: o.shardSize, columns: o })) {
     for await (const p of readShard(storage, shard, o)) out.push(p);
   }
   return out;
@@ -56,12 +57,32 @@ describe('readers on local files', () => {
       const base = uri.endsWith('.gz') ? join(dir, 'gz') : dir;
       const pairs = await readAll(storage, uri);
       expect(pairs.map(summary)).toEqual([
-        { key: 'm-000000000', text: 'a red square', image: join(base, 'img/a.png'), invalid: null },
-        { key: 'm-000000001', text: 'fallback columns', image: 'https://example.org/b.jpg', invalid: null },
-        { key: 'm-000000002', text: null, image: null, invalid: 'bad_row' },
-        { key: 'm-000000003', text: '   ', image: join(base, 'img/d.png'), invalid: 'empty_text' },
-        { key: 'm-000000004', text: 'no image here', image: null, invalid: 'missing_image' },
-        { key: 'm-000000005', text: null, image: null, invalid: 'bad_row' },
+        {
+          key: derivedKey(0, 'img/a.png', 'a red square'),
+          text: 'a red square',
+          image: join(base, 'img/a.png'),
+          invalid: null,
+        },
+        {
+          key: derivedKey(1, 'https://example.org/b.jpg', 'fallback columns'),
+          text: 'fallback columns',
+          image: 'https://example.org/b.jpg',
+          invalid: null,
+        },
+        { key: '000000002-bad', text: null, image: null, invalid: 'bad_row' },
+        {
+          key: derivedKey(3, 'img/d.png', '   '),
+          text: '   ',
+          image: join(base, 'img/d.png'),
+          invalid: 'empty_text',
+        },
+        {
+          key: derivedKey(4, null, 'no image here'),
+          text: 'no image here',
+          image: null,
+          invalid: 'missing_image',
+        },
+        { key: '000000005-bad', text: null, image: null, invalid: 'bad_row' },
         { key: 'custom-key', text: 'abs path', image: '/abs/e.png', invalid: null },
       ]);
       expect(pairs.map((p) => [p.shardId, p.index])).toEqual([
@@ -90,19 +111,49 @@ describe('readers on local files', () => {
     await writeFile(join(dir, 'm.csv'), csv);
     const pairs = await readAll(storage, join(dir, 'm.csv'), { shardSize: 100 });
     expect(pairs.map(summary)).toEqual([
-      { key: 'm-000000000', text: 'a "quoted", comma caption', image: join(dir, 'img/a.png'), invalid: null },
-      { key: 'm-000000001', text: 'two\nlines', image: join(dir, 'img/b.png'), invalid: null },
-      { key: 'm-000000002', text: null, image: null, invalid: 'bad_row' },
-      { key: 'm-000000003', text: null, image: join(dir, 'img/d.png'), invalid: 'empty_text' },
-      { key: 'm-000000004', text: 'plain', image: join(dir, 'img/e.png'), invalid: null },
+      {
+        key: derivedKey(0, 'img/a.png', 'a "quoted", comma caption'),
+        text: 'a "quoted", comma caption',
+        image: join(dir, 'img/a.png'),
+        invalid: null,
+      },
+      {
+        key: derivedKey(1, 'img/b.png', 'two\nlines'),
+        text: 'two\nlines',
+        image: join(dir, 'img/b.png'),
+        invalid: null,
+      },
+      { key: '000000002-bad', text: null, image: null, invalid: 'bad_row' },
+      {
+        key: derivedKey(3, 'img/d.png', null),
+        text: null,
+        image: join(dir, 'img/d.png'),
+        invalid: 'empty_text',
+      },
+      {
+        key: derivedKey(4, 'img/e.png', 'plain'),
+        text: 'plain',
+        image: join(dir, 'img/e.png'),
+        invalid: null,
+      },
     ]);
     expect(pairs[0].meta).toEqual({ extra: '1' });
 
     await writeFile(join(dir, 'n.tsv.gz'), gzipSync('pic\tdesc\nimg/a.png\tfirst\nimg/b.png\tsecond\n'));
     const tsv = await readAll(storage, join(dir, 'n.tsv.gz'), { imageColumn: 'pic', textColumn: 'desc' });
     expect(tsv.map(summary)).toEqual([
-      { key: 'n-000000000', text: 'first', image: join(dir, 'img/a.png'), invalid: null },
-      { key: 'n-000000001', text: 'second', image: join(dir, 'img/b.png'), invalid: null },
+      {
+        key: derivedKey(0, 'img/a.png', 'first'),
+        text: 'first',
+        image: join(dir, 'img/a.png'),
+        invalid: null,
+      },
+      {
+        key: derivedKey(1, 'img/b.png', 'second'),
+        text: 'second',
+        image: join(dir, 'img/b.png'),
+        invalid: null,
+      },
     ]);
   });
 
@@ -139,7 +190,7 @@ describe('readers on local files', () => {
       expect(mine.map((p) => (p.image?.kind === 'location' ? p.image.uri : null))).toEqual(cols.url);
       expect(mine[4].invalid?.reason).toBe('empty_text');
       expect(mine.map((p) => p.key)).toEqual(
-        Array.from({ length: n }, (_, i) => `${file}-${String(i).padStart(9, '0')}`),
+        Array.from({ length: n }, (_, i) => derivedKey(i, cols.url[i], cols.caption[i])),
       );
     }
   });
@@ -192,7 +243,7 @@ describe('readers on local files', () => {
     opened.length = 0;
     const keys: string[] = [];
     for await (const p of readShard(recording, first.shard, input)) keys.push(p.key);
-    expect(keys).toEqual(['m-000000000', 'm-000000001', 'm-000000002']);
+    expect(keys).toEqual(rows.slice(0, 3).map((r, i) => derivedKey(i, r.image, r.caption)));
     const [tarShard] = await planShards(recording, join(dir, 'early', 's.tar.gz'), { shardSize: 3 });
     for await (const p of readShard(recording, tarShard.shard, input)) {
       expect(p.key).toBe('a');
@@ -308,10 +359,25 @@ describe('readers on S3', () => {
     );
     const pairs = await readAll(storage, `s3://${bucket}/ds`);
     expect(pairs.map(summary)).toEqual([
-      { key: 'm-000000000', text: 'A', image: `s3://${bucket}/ds/img/a.png`, invalid: null },
-      { key: 'm-000000001', text: 'B', image: 's3://other/b.png', invalid: null },
-      { key: 'm2-000000000', text: 'C', image: `s3://${bucket}/ds/img/c.png`, invalid: null },
-      { key: 'p-000000000', text: 'D', image: `s3://${bucket}/ds/img/d.png`, invalid: null },
+      {
+        key: derivedKey(0, 'img/a.png', 'A'),
+        text: 'A',
+        image: `s3://${bucket}/ds/img/a.png`,
+        invalid: null,
+      },
+      { key: derivedKey(1, 's3://other/b.png', 'B'), text: 'B', image: 's3://other/b.png', invalid: null },
+      {
+        key: derivedKey(0, 'img/c.png', 'C'),
+        text: 'C',
+        image: `s3://${bucket}/ds/img/c.png`,
+        invalid: null,
+      },
+      {
+        key: derivedKey(0, 'img/d.png', 'D'),
+        text: 'D',
+        image: `s3://${bucket}/ds/img/d.png`,
+        invalid: null,
+      },
       { key: 'k1', text: 'E', image: 'inline:k1.png', invalid: null },
     ]);
     await put('imgs/x.png', await makeImage());

@@ -26,6 +26,7 @@ const record = (id: string): OutputRecord => ({
   reason: null,
   error: null,
   human: false,
+  meta: {},
   models: { captioner: 'c', filter: 'f' },
   options,
 });

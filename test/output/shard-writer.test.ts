@@ -30,6 +30,7 @@ function record(i: number, over: Partial<OutputRecord> = {}): OutputRecord {
     reason: null,
     error: null,
     human: false,
+    meta: {},
     models: { captioner: 'c', filter: 'f' },
     options,
     ...over,

@@ -93,7 +93,7 @@ describe('bad inputs: every pair accounted for with the right reason', () => {
     expected.gone = 'missing_object';
     rows.push(JSON.stringify({ key: 'notext', image: 'img/cmyk.jpg' }));
     expected.notext = 'empty_text';
-    expected[`m-${String(rows.length).padStart(9, '0')}`] = 'bad_row';
+    expected[`${String(rows.length).padStart(9, '0')}-bad`] = 'bad_row';
     rows.push('{"key": "broken", "image": "img/cmyk.jpg", "capt');
     rows.push(
       JSON.stringify({ key: 'private', url: `http://127.0.0.1:${port}/x.jpg`, caption: 'loopback url' }),

@@ -22,7 +22,7 @@ describe('planShards', () => {
     );
     await writeFile(join(dir, '00000.tar'), await makeTar([{ name: 'a.txt', data: 'x' }]));
     await writeFile(join(dir, 'notes.md'), 'not an input');
-    await writeFile(join(dir, '_summary.json'), '{}');
+    await writeFile(join(dir, '_notes.json'), '{}');
     const a = await planShards(storage, dir, { shardSize: 3 });
     const b = await planShards(storage, dir, { shardSize: 3 });
     expect(a).toEqual(b);

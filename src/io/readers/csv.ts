@@ -1,5 +1,7 @@
 import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
+import { baseName } from '../location.js';
 import type { Storage } from '../storage/storage.js';
+import { type ColumnPlan, planColumns } from './columns.js';
 import { badRow, rowPosition, rowToPair, shardRows } from './row.js';
 import { type Line, MAX_ROW_BYTES, openText, splitLines } from './text.js';
 
@@ -130,14 +132,22 @@ async function* csvRecords(lines: AsyncIterable<Line>, delimiter: string): Async
  * quoting, a wrong column count, an over-long row) come out as `bad` in their place, one per line
  * they cover, instead of ending the file or merging rows.
  */
-async function* csvRows(storage: Storage, uri: string, delimiter: string): AsyncGenerator<CsvRow> {
+async function* csvRows(
+  storage: Storage,
+  uri: string,
+  delimiter: string,
+  onHeader: (names: string[]) => void = () => undefined,
+): AsyncGenerator<CsvRow> {
   const stream = await openText(storage, uri);
   let header: string[] | null = null;
   try {
     for await (const record of csvRecords(splitLines(stream, MAX_ROW_BYTES, true), delimiter)) {
       if (!header) {
         // Lines before the header are not rows.
-        if ('fields' in record) header = record.fields.map((h) => h.trim());
+        if ('fields' in record) {
+          header = record.fields.map((h) => h.trim());
+          onHeader(header);
+        }
         continue;
       }
       if ('bad' in record) yield { bad: record.bad };
@@ -166,15 +176,29 @@ export async function countCsvRows(storage: Storage, uri: string, delimiter: str
   return n;
 }
 
+/** The header of a CSV/TSV file (read no further than its first row), or null for an empty file. */
+export async function csvColumns(storage: Storage, uri: string, delimiter: string): Promise<string[] | null> {
+  let header: string[] | null = null;
+  for await (const _ of csvRows(storage, uri, delimiter, (names) => {
+    header = names;
+  }))
+    break;
+  return header;
+}
+
 export async function* readCsv(
   storage: Storage,
   shard: ShardRef,
   input: InputOptions,
-  fileKey: string,
   delimiter: string,
 ): AsyncGenerator<PairRef> {
-  for await (const [ev, row] of shardRows(csvRows(storage, shard.uri, delimiter), shard)) {
-    const pos = rowPosition(shard, fileKey, row);
-    yield 'bad' in ev ? badRow(pos, ev.bad) : rowToPair(ev.row, pos, input);
+  let plan: ColumnPlan | null = null;
+  const onHeader = (names: string[]) => {
+    plan = planColumns(names, input, baseName(shard.uri), true);
+  };
+  for await (const [ev, row] of shardRows(csvRows(storage, shard.uri, delimiter, onHeader), shard)) {
+    const pos = rowPosition(shard, row);
+    // Rows come after the header, so the plan is set.
+    yield 'bad' in ev ? badRow(pos, ev.bad) : rowToPair(ev.row, pos, plan as unknown as ColumnPlan);
   }
 }

@@ -1,6 +1,7 @@
 import { errorMessage } from '../../core/errors.js';
 import type { PairRef, ShardRef } from '../../core/types.js';
 import type { ObjectInfo, Storage } from '../storage/storage.js';
+import { outsideOutputs } from './formats.js';
 import { invalidJson } from './row.js';
 import { IMAGE_EXTENSIONS } from './webdataset.js';
 
@@ -21,9 +22,14 @@ export function hidden(relPath: string): boolean {
   return relPath.split('/').some((p) => p.startsWith('.') || p.startsWith('_'));
 }
 
-/** The images of a folder (or prefix), sorted: the listing a folder shard's row range indexes. */
+/**
+ * The images of a folder (or prefix), sorted: the listing a folder shard's row range indexes.
+ * Capfilt output folders inside it are not part of it.
+ */
 export function folderImages(files: ObjectInfo[]): ObjectInfo[] {
-  return files.filter((f) => !hidden(f.relPath) && IMAGE_EXTENSIONS.has(extOf(f.relPath)));
+  return outsideOutputs(files).files.filter(
+    (f) => !hidden(f.relPath) && IMAGE_EXTENSIONS.has(extOf(f.relPath)),
+  );
 }
 
 /** Images with a sidecar `<name>.txt` caption (and optional `<name>.json` metadata). */
@@ -48,7 +54,8 @@ export async function* readFolder(storage: Storage, shard: ShardRef): AsyncGener
     const txt = byPath.get(`${stem}.txt`);
     const json = byPath.get(`${stem}.json`);
     try {
-      if (txt) pair.text = (await storage.read(txt.uri)).toString('utf8');
+      // A sidecar caption's trailing newline (or spaces) is not part of it.
+      if (txt) pair.text = (await storage.read(txt.uri)).toString('utf8').trim();
       if (json) {
         const text = (await storage.read(json.uri)).toString('utf8');
         let parsed: unknown;

@@ -1,7 +1,9 @@
-import { type AsyncBuffer, type FileMetaData, parquetReadObjects } from 'hyparquet';
+import { type AsyncBuffer, type FileMetaData, parquetReadObjects, parquetSchema } from 'hyparquet';
 import { BadInputError } from '../../core/errors.js';
 import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
+import { baseName } from '../location.js';
 import type { Storage } from '../storage/storage.js';
+import { planColumns } from './columns.js';
 import {
   checkedCompressors,
   checkedMetadata,
@@ -110,14 +112,29 @@ async function loadGroup(
   return { file: { byteLength: file.byteLength, slice }, widest };
 }
 
+/** A file's top-level column names (an image struct is one column). */
+function columnNames(metadata: FileMetaData): string[] {
+  return parquetSchema(metadata).children.map((c) => c.element.name);
+}
+
+/** The columns of a Parquet file from its footer, or null when the footer cannot be believed. */
+export async function parquetColumns(storage: Storage, uri: string): Promise<string[] | null> {
+  try {
+    return columnNames(await metadataOf(await parquetBuffer(storage, uri), uri));
+  } catch (err) {
+    if (err instanceof BadInputError) return null;
+    throw err;
+  }
+}
+
 export async function* readParquet(
   storage: Storage,
   shard: ShardRef,
   input: InputOptions,
-  fileKey: string,
 ): AsyncGenerator<PairRef> {
   const file = await parquetBuffer(storage, shard.uri);
   const metadata = await metadataOf(file, shard.uri);
+  const plan = planColumns(columnNames(metadata), input, baseName(shard.uri), true);
   const start = shard.rowStart ?? 0;
   const end = Math.min(shard.rowEnd ?? Number.POSITIVE_INFINITY, Number(metadata.num_rows));
   let groupStart = 0;
@@ -142,7 +159,7 @@ export async function* readParquet(
       for (let i = 0; i < rows.length; i++) {
         const obj: Record<string, unknown> = {};
         for (const [k, v] of Object.entries(rows[i])) obj[k] = plain(v);
-        yield rowToPair(obj, rowPosition(shard, fileKey, chunk + i), input);
+        yield rowToPair(obj, rowPosition(shard, chunk + i), plan);
       }
     }
   }

@@ -1,26 +1,22 @@
+import { createHash } from 'node:crypto';
 import { errorMessage } from '../../core/errors.js';
-import type { InputOptions, PairRef, ShardRef } from '../../core/types.js';
+import type { PairRef, ShardRef } from '../../core/types.js';
 import { resolveRef } from '../location.js';
+import { type ColumnPlan, rowColumns } from './columns.js';
 
-const IMAGE_FALLBACKS = ['url', 'path', 'key'];
-const TEXT_FALLBACKS = ['text'];
-const KEY_FIELDS = ['key', 'uid', 'id', 'sample_id'];
-
-/** Where a row sits: its shard, its position there and its row number in the file (for default keys). */
+/** Where a row sits: its shard, its position there and its row number in the file. */
 export interface RowPosition {
   shardId: string;
   index: number;
-  /** Row number within the whole file: a default key that does not depend on the shard size. */
+  /** Row number within the whole file: part of a derived key, independent of the shard size. */
   row: number;
-  /** Stable name of the file for default keys. */
-  fileKey: string;
   /** The manifest's URI: relative image paths resolve against its folder. */
   manifestUri: string;
 }
 
 /** File row `row` of a manifest shard. */
-export function rowPosition(shard: ShardRef, fileKey: string, row: number): RowPosition {
-  return { shardId: shard.id, index: row - (shard.rowStart ?? 0), row, fileKey, manifestUri: shard.uri };
+export function rowPosition(shard: ShardRef, row: number): RowPosition {
+  return { shardId: shard.id, index: row - (shard.rowStart ?? 0), row, manifestUri: shard.uri };
 }
 
 /**
@@ -38,20 +34,21 @@ export async function* shardRows<T>(rows: AsyncIterable<T>, shard: ShardRef): As
   }
 }
 
-export function defaultKey(pos: RowPosition): string {
-  return `${pos.fileKey}-${String(pos.row).padStart(9, '0')}`;
-}
+const rowNumber = (row: number) => String(row).padStart(9, '0');
 
-function pick(
-  row: Record<string, unknown>,
-  primary: string,
-  fallbacks: string[],
-): { column: string; value: unknown } | null {
-  for (const column of [primary, ...fallbacks.filter((c) => c !== primary)]) {
-    const v = row[column];
-    if (v !== undefined && v !== null && v !== '') return { column, value: v };
-  }
-  return null;
+/**
+ * The key of a row without a key column: its row number in the file and the first 8 hex digits
+ * of SHA-256 over the image reference as the manifest writes it (or the image bytes) and the
+ * text. Nothing of the manifest's name or place goes in: renaming or moving a manifest keeps its
+ * keys, and so its synthetic captions (seeded by key).
+ */
+export function derivedKey(row: number, image: string | Uint8Array | null, text: string | null): string {
+  const hash = createHash('sha256')
+    .update(image ?? '')
+    .update('\u0000')
+    .update(text ?? '')
+    .digest('hex');
+  return `${rowNumber(row)}-${hash.slice(0, 8)}`;
 }
 
 function asBytes(v: unknown): Uint8Array | null {
@@ -63,46 +60,55 @@ function asBytes(v: unknown): Uint8Array | null {
   return null;
 }
 
-/** A manifest row (JSONL object, CSV record, Parquet row) as a pair, or a rejected marker. */
-export function rowToPair(row: Record<string, unknown>, pos: RowPosition, input: InputOptions): PairRef {
-  const image = pick(row, input.imageColumn, IMAGE_FALLBACKS);
-  const text = pick(row, input.textColumn, TEXT_FALLBACKS);
-  const keyField = KEY_FIELDS.find(
-    (f) => f !== image?.column && (typeof row[f] === 'string' || typeof row[f] === 'number') && row[f] !== '',
-  );
-  const key = keyField ? String(row[keyField]) : defaultKey(pos);
+function present(v: unknown): boolean {
+  return v !== undefined && v !== null && v !== '';
+}
+
+/** The row's other columns, as img2dataset keeps them: binary values (image bytes) left out. */
+function metaOf(row: Record<string, unknown>, used: (string | null)[]): Record<string, unknown> {
   const meta: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(row)) {
-    if (k !== image?.column && k !== text?.column && !(v instanceof Uint8Array) && typeof v !== 'bigint')
-      meta[k] = v;
+    if (!used.includes(k) && asBytes(v) === null && typeof v !== 'bigint') meta[k] = v;
   }
+  return meta;
+}
+
+function keyOf(row: Record<string, unknown>, column: string | null): string | null {
+  const v = column === null ? undefined : row[column];
+  return (typeof v === 'string' && v !== '') || typeof v === 'number' ? String(v) : null;
+}
+
+/** A manifest row (JSONL object, CSV record, Parquet row) as a pair, or a rejected marker. */
+export function rowToPair(row: Record<string, unknown>, pos: RowPosition, plan: ColumnPlan): PairRef {
+  const cols = rowColumns(row, plan);
+  const imageValue = cols.image === null ? undefined : row[cols.image];
+  const textValue = cols.text === null ? undefined : row[cols.text];
+  const text = present(textValue) ? String(textValue) : null;
+  const bytes = asBytes(imageValue);
+  const ref = typeof imageValue === 'string' ? imageValue.trim() : '';
   const pair: PairRef = {
-    key,
+    key: keyOf(row, cols.key) ?? derivedKey(pos.row, bytes ?? (ref || null), text),
     shardId: pos.shardId,
     index: pos.index,
-    source: '',
+    source: `${pos.manifestUri}#${pos.row}`,
     image: null,
-    text: typeof text?.value === 'string' ? text.value : text ? String(text.value) : null,
-    meta,
+    text,
+    meta: metaOf(row, [cols.image, cols.text, cols.key]),
   };
-  const bytes = image ? asBytes(image.value) : null;
-  const embeddedPath =
-    image && typeof image.value === 'object' && image.value && 'path' in image.value
-      ? String((image.value as { path: unknown }).path ?? '')
-      : '';
   if (bytes) {
-    pair.image = { kind: 'inline', bytes, name: embeddedPath || key };
-    pair.source = `${pos.manifestUri}#${pos.row}`;
-  } else if (image && typeof image.value === 'string' && image.value.trim() !== '') {
-    const uri = resolveRef(image.value.trim(), pos.manifestUri);
+    const embedded = (imageValue as { path?: unknown }).path;
+    pair.image = {
+      kind: 'inline',
+      bytes,
+      name: typeof embedded === 'string' && embedded ? embedded : pair.key,
+    };
+  } else if (ref !== '') {
+    const uri = resolveRef(ref, pos.manifestUri);
     pair.image = { kind: 'location', uri };
     pair.source = uri;
   } else {
-    pair.source = `${pos.manifestUri}#${pos.row}`;
-    pair.invalid = {
-      reason: 'missing_image',
-      message: `row ${pos.row} has no image reference (columns ${[input.imageColumn, ...IMAGE_FALLBACKS].join('/')})`,
-    };
+    const where = cols.image === null ? 'no image column' : `no image in column '${cols.image}'`;
+    pair.invalid = { reason: 'missing_image', message: `row ${pos.row} has ${where}` };
     return pair;
   }
   if (pair.text === null || pair.text.trim() === '') {
@@ -114,7 +120,7 @@ export function rowToPair(row: Record<string, unknown>, pos: RowPosition, input:
 /** A row that could not be parsed at all. */
 export function badRow(pos: RowPosition, message: string): PairRef {
   return {
-    key: defaultKey(pos),
+    key: `${rowNumber(pos.row)}-bad`,
     shardId: pos.shardId,
     index: pos.index,
     source: `${pos.manifestUri}#${pos.row}`,

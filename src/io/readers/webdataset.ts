@@ -1,7 +1,9 @@
 import { extract, type Header } from 'tar-stream';
+import { RECOGNISED_COLUMNS } from '../../core/defaults.js';
 import { errorMessage, type RejectReason } from '../../core/errors.js';
 import type { FetchLimits, InputOptions, PairRef, ShardRef } from '../../core/types.js';
 import type { Storage } from '../storage/storage.js';
+import { findColumn, firstPresent } from './columns.js';
 import { invalidJson } from './row.js';
 import { gunzip, MAX_ROW_BYTES } from './text.js';
 
@@ -89,8 +91,14 @@ function groupToPair(group: Group, shard: ShardRef, index: number, input: InputO
   }
   const { meta, error: metaError } = parseMeta(group.files.get('json'), group.key);
   const txt = group.files.get('txt') ?? group.files.get('caption') ?? group.files.get('text');
-  const metaText = meta[input.textColumn] ?? meta.caption ?? meta.text;
-  const text = txt ? txt.toString('utf8') : typeof metaText === 'string' ? metaText : null;
+  const fields = Object.keys(meta);
+  const textField =
+    input.textColumn !== undefined
+      ? findColumn(fields, input.textColumn)
+      : firstPresent(fields, RECOGNISED_COLUMNS.text);
+  const metaText = textField === null ? undefined : meta[textField];
+  // Sidecar texts end with a newline when written by hand or by `echo`: not part of the caption.
+  const text = txt ? txt.toString('utf8').trim() : typeof metaText === 'string' ? metaText : null;
   const pair: PairRef = {
     key: group.key,
     shardId: shard.id,
