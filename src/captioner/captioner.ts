@@ -21,9 +21,7 @@ export interface CaptionSample {
  */
 export class Captioner extends BlipEngine {
   static async load(modelDir: string, options: EngineOptions = {}): Promise<Captioner> {
-    return new Captioner(
-      await loadModel(modelDir, 'captioner', [GRAPHS.vision, GRAPHS.crossKv, GRAPHS.decoder], options),
-    );
+    return new Captioner(await loadModel(modelDir, 'captioner', options));
   }
 
   /** The decoder's starting ids: [DEC] then the prompt's word pieces (no [SEP]), as BLIP builds them. */
@@ -70,7 +68,7 @@ export class Captioner extends BlipEngine {
     const prompt = this.promptIds(o.prompt);
     // Row r reads image floor(r / perImage): repeat_interleave, as generate() expands inputs.
     const rows = samples.flatMap((_, i) => Array.from({ length: perImage }, () => i));
-    const run = new DecoderRun(this.sessions[GRAPHS.decoder], this.crossCache, rows.length);
+    const run = new DecoderRun(await this.session(GRAPHS.decoder), this.crossCache, rows.length);
     const eosId = this.manifest.specialIds.sep;
     let sequences: number[][][];
     if (o.strategy === 'beam') {

@@ -2,7 +2,7 @@ import type * as ort from 'onnxruntime-node';
 import { IO, kvName } from '../model/io-names.js';
 import type { CrossCache, KvPair } from '../model/runtime/cross-cache.js';
 import { KvCache } from '../model/runtime/kv-cache.js';
-import { int64 } from '../model/runtime/runtime.js';
+import { type CountedSession, int64 } from '../model/runtime/runtime.js';
 
 /**
  * The decoder of one batch of sequences: the per-image cross-attention keys/values computed once
@@ -14,7 +14,7 @@ export class DecoderRun {
   private cross: KvPair[];
 
   constructor(
-    private readonly session: ort.InferenceSession,
+    private readonly session: CountedSession,
     private readonly cache: CrossCache,
     public rows: number,
   ) {

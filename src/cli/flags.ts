@@ -185,7 +185,7 @@ export function addEngineFlags(cmd: Command, batchSize: 'default' | 'override' =
   cmd
     .option(
       '--device <device>',
-      'cpu, cuda, cuda:N, or auto (CUDA when it loads, else CPU)',
+      'cpu, cuda, cuda:N, webgpu (Vulkan), or auto (CUDA when it loads, else CPU)',
       DEFAULT_ENGINE.device,
     )
     .option(

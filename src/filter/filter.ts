@@ -26,14 +26,7 @@ const TEXTS_PER_CALL = 64;
  */
 export class Filter extends BlipEngine {
   static async load(modelDir: string, options: EngineOptions = {}): Promise<Filter> {
-    return new Filter(
-      await loadModel(
-        modelDir,
-        'filter',
-        [GRAPHS.vision, GRAPHS.crossKv, GRAPHS.itm, GRAPHS.itcText],
-        options,
-      ),
-    );
+    return new Filter(await loadModel(modelDir, 'filter', options));
   }
 
   /** ITM match probability and ITC cosine of every text of every sample. */
@@ -102,7 +95,9 @@ export class Filter extends BlipEngine {
   private async itmProbabilities(texts: ItmEncoding[], cross: Record<string, ort.Tensor>): Promise<number[]> {
     const { ids, mask, length } = this.padded(texts);
     const logits = (
-      await this.sessions[GRAPHS.itm].run({
+      await (
+        await this.session(GRAPHS.itm)
+      ).run({
         [IO.inputIds]: int64(ids, [texts.length, length]),
         [IO.attentionMask]: int64(mask, [texts.length, length]),
         ...cross,
@@ -115,7 +110,7 @@ export class Filter extends BlipEngine {
   /** Normalised ITC text features; the unimodal text encoder keeps [CLS] first, as BLIP's ITC does. */
   private async textFeatures(texts: ItmEncoding[]): Promise<Float32Array> {
     const { ids, mask, length } = this.padded(texts);
-    const out = await this.sessions[GRAPHS.itcText].run({
+    const out = await (await this.session(GRAPHS.itcText)).run({
       [IO.inputIds]: int64(ids, [texts.length, length]),
       [IO.attentionMask]: int64(mask, [texts.length, length]),
     });

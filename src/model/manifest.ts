@@ -28,9 +28,22 @@ export interface SpecialIds {
 
 /**
  * The version of the graphs' contract with the engines; raised when a graph's inputs or outputs
- * change meaning. 2: itm takes its texts image-major, k per image, without image_index.
+ * change meaning. 2: itm takes its texts image-major, k per image, without image_index. 3: the
+ * WebGPU set (`webgpu`).
  */
-export const MANIFEST_FORMAT_VERSION = 2;
+export const MANIFEST_FORMAT_VERSION = 3;
+
+/**
+ * The graphs the WebGPU execution provider runs: portable attention and LayerNorm (onnxruntime
+ * 1.30's WebGPU MultiHeadAttention is wrong for 32+ query positions), float16 compute for an fp16
+ * import, an unrolled whole-graph captioner of `unrolledSteps` decoding steps. They read the
+ * weights of the CPU/CUDA graphs (no copies).
+ */
+export interface WebGpuGraphs {
+  graphs: Record<string, string>;
+  computeType: 'float32' | 'float16';
+  unrolledSteps: number;
+}
 
 /** The description of a converted model directory, written by `capfilt models import`. */
 export interface ModelManifest {
@@ -45,8 +58,13 @@ export interface ModelManifest {
   image: ImageSpec;
   specialIds: SpecialIds;
   precision: 'fp32' | 'fp16';
-  /** ONNX files by role (vision, cross_kv, decoder, itm, itc_text), relative to the model dir. */
+  /**
+   * ONNX files by role (vision, cross_kv, decoder, itm, itc_text, and the whole-graph calls),
+   * relative to the model dir: the CPU and CUDA set (fused onnxruntime ops, float32 compute).
+   */
   graphs: Record<string, string>;
+  /** The WebGPU set. */
+  webgpu: WebGpuGraphs;
   source: { dir: string; weightsFile: string; sha256: string; name?: string };
   capfiltVersion: string;
   createdAt: string;

@@ -11,31 +11,39 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
+import { CAPFILT_DECODING } from '../../core/defaults.js';
 import { ModelError } from '../../core/errors.js';
 import { CAPFILT_VERSION } from '../../core/version.js';
 import { type BlipConfig, imageTokenCount, readBlipConfig } from '../config.js';
 import { imageSpecFromPreprocessorConfig } from '../image-spec.js';
-import { type ImageSpec, MANIFEST_FORMAT_VERSION, type ModelManifest, type SpecialIds } from '../manifest.js';
+import {
+  type ImageSpec,
+  MANIFEST_FORMAT_VERSION,
+  type ModelManifest,
+  type SpecialIds,
+  type WebGpuGraphs,
+} from '../manifest.js';
 import type { WeightMap } from '../tensor.js';
 import { readVocab, vocabIds } from '../vocab.js';
 import { loadCheckpoint } from './checkpoint.js';
-import {
-  buildCrossKvGraph,
-  buildDecoderGraph,
-  buildVisionGraph,
-  type WeightType,
-} from './graphs/captioner.js';
+import { buildCrossKvGraph, buildDecoderGraph, buildVisionGraph } from './graphs/captioner.js';
 import { buildItcTextGraph, buildItmGraph } from './graphs/filter.js';
-import type { GraphBuilder } from './onnx/graph-builder.js';
+import { fusedVariant, type GraphVariant } from './graphs/variant.js';
+import type { FloatType, GraphBuilder } from './onnx/graph-builder.js';
 
 export interface ImportOptions {
   precision?: 'fp32' | 'fp16';
   /** A human name recorded in the manifest (e.g. the hub repo id). */
   name?: string;
+  /**
+   * Decoding steps of the WebGPU whole-graph captioner (default: CAPFILT's max length − 1, enough
+   * for the default decoding whatever the prompt); longer decodes on WebGPU take the host loop.
+   */
+  webgpuSteps?: number;
   onProgress?: (message: string) => void;
 }
 
-type GraphFactory = (cfg: BlipConfig, weights: WeightMap, weightType: WeightType) => GraphBuilder;
+type GraphFactory = (cfg: BlipConfig, weights: WeightMap, variant: GraphVariant) => GraphBuilder;
 
 const GRAPHS: Record<BlipConfig['kind'], Record<string, GraphFactory>> = {
   captioner: { vision: buildVisionGraph, cross_kv: buildCrossKvGraph, decoder: buildDecoderGraph },
@@ -46,6 +54,28 @@ const GRAPHS: Record<BlipConfig['kind'], Record<string, GraphFactory>> = {
     itc_text: buildItcTextGraph,
   },
 };
+
+/**
+ * Build and save every graph of `kind` in `variant` into `dir`, files named `<role><suffix>.onnx`;
+ * returns role → file.
+ */
+function writeGraphs(
+  cfg: BlipConfig,
+  weights: WeightMap,
+  variant: GraphVariant,
+  dir: string,
+  suffix: string,
+  progress: (message: string) => void,
+): Record<string, string> {
+  const graphs: Record<string, string> = {};
+  for (const [role, build] of Object.entries(GRAPHS[cfg.kind])) {
+    const file = `${role}${suffix}.onnx`;
+    progress(`building ${file}`);
+    build(cfg, weights, variant).save(join(dir, file));
+    graphs[role] = file;
+  }
+  return graphs;
+}
 
 /**
  * Convert a Hugging Face BLIP checkpoint directory into capfilt's ONNX graphs plus manifest.json.
@@ -73,13 +103,22 @@ export async function importModel(
   await mkdir(dirname(target), { recursive: true });
   const tmp = await mkdtemp(join(dirname(target), `.${basename(target)}.import-`));
   try {
-    const graphs: Record<string, string> = {};
-    for (const [role, build] of Object.entries(GRAPHS[cfg.kind])) {
-      progress(`building ${role}.onnx`);
-      const file = `${role}.onnx`;
-      build(cfg, checkpoint.weights, precision === 'fp16' ? 'float16' : 'float32').save(join(tmp, file));
-      graphs[role] = file;
-    }
+    const weightType: FloatType = precision === 'fp16' ? 'float16' : 'float32';
+    // The CPU/CUDA set first: it writes the weights; the WebGPU set refers to them.
+    const fused = fusedVariant(weightType);
+    const graphs = writeGraphs(cfg, checkpoint.weights, fused, tmp, '', progress);
+    const webgpu: WebGpuGraphs = {
+      graphs: {},
+      computeType: weightType,
+      unrolledSteps: options.webgpuSteps ?? CAPFILT_DECODING.maxLength - 1,
+    };
+    const portable: GraphVariant = {
+      ...fused,
+      computeType: weightType,
+      portable: true,
+      unrolledSteps: webgpu.unrolledSteps,
+    };
+    webgpu.graphs = writeGraphs(cfg, checkpoint.weights, portable, tmp, '.webgpu', progress);
     await copyFile(join(hfDir, 'vocab.txt'), join(tmp, 'vocab.txt'));
     await copyFile(join(hfDir, 'tokenizer_config.json'), join(tmp, 'tokenizer_config.json')).catch(
       (err: NodeJS.ErrnoException) => {
@@ -100,6 +139,7 @@ export async function importModel(
       specialIds,
       precision,
       graphs,
+      webgpu,
       source: {
         dir: resolve(hfDir),
         weightsFile: basename(checkpoint.file),

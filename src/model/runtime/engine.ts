@@ -1,5 +1,4 @@
 import { basename } from 'node:path';
-import type * as ort from 'onnxruntime-node';
 import { DEFAULT_BATCH_SIZE, DEFAULT_ENGINE } from '../../core/defaults.js';
 import { UsageError } from '../../core/errors.js';
 import type { RgbImage } from '../../core/types.js';
@@ -8,7 +7,15 @@ import { GRAPHS, IO } from '../io-names.js';
 import { type ModelManifest, readManifest } from '../manifest.js';
 import { CrossCache } from './cross-cache.js';
 import { preprocessImage } from './preprocess.js';
-import { float32, openSessions, type ResolvedDevice, type RuntimeOptions, releaseAll } from './runtime.js';
+import {
+  type CountedSession,
+  float32,
+  ModelSessions,
+  type ResolvedDevice,
+  type RuntimeOptions,
+  resolveDevice,
+  type Traffic,
+} from './runtime.js';
 import { BertTokenizer } from './tokenizer.js';
 
 export interface EngineOptions extends RuntimeOptions {
@@ -29,7 +36,7 @@ export interface LoadedModel {
   manifest: ModelManifest;
   modelId: string;
   device: ResolvedDevice;
-  sessions: Record<string, ort.InferenceSession>;
+  sessions: ModelSessions;
   tokenizer: BertTokenizer;
   batchSize: number;
   visionBatchSize: number;
@@ -39,13 +46,13 @@ export interface LoadedModel {
 export async function loadModel(
   modelDir: string,
   kind: ModelKind,
-  roles: string[],
   options: EngineOptions,
 ): Promise<LoadedModel> {
   const manifest = await readManifest(modelDir);
   if (manifest.kind !== kind) throw new UsageError(`${modelDir} is a ${manifest.kind}, not a ${kind}`);
   const tokenizer = await BertTokenizer.fromDir(modelDir, manifest.specialIds);
-  const { sessions, device } = await openSessions(modelDir, manifest, roles, options);
+  const device = await resolveDevice(options);
+  const sessions = new ModelSessions(modelDir, manifest, device, options);
   return {
     manifest,
     modelId: manifest.source.name ?? basename(modelDir),
@@ -66,7 +73,7 @@ export abstract class BlipEngine {
   readonly manifest: ModelManifest;
   readonly modelId: string;
   readonly device: ResolvedDevice;
-  protected readonly sessions: Record<string, ort.InferenceSession>;
+  protected readonly sessions: ModelSessions;
   protected readonly tokenizer: BertTokenizer;
   protected readonly batchSize: number;
   protected readonly visionBatchSize: number;
@@ -91,6 +98,18 @@ export abstract class BlipEngine {
       model.manifest.imageTokens,
       t.hiddenSize / t.numHeads,
     );
+  }
+
+  /** Bytes passed into onnxruntime and back, and the images they were for, since load. */
+  get traffic(): Traffic & { images: number } {
+    return { ...this.sessions.traffic, images: this.images };
+  }
+
+  /** Images captioned or scored since load (encode() calls not counted). */
+  protected images = 0;
+
+  protected session(role: string): Promise<CountedSession> {
+    return this.sessions.get(role);
   }
 
   /** Run `work` alone: batches share the engine's buffers, so calls queue instead of overlapping. */
@@ -127,13 +146,13 @@ export abstract class BlipEngine {
       part.forEach((s, i) => {
         pixels.set(s.pixels, i * plane);
       });
-      const vision = await this.sessions[GRAPHS.vision].run({
+      const vision = await (await this.session(GRAPHS.vision)).run({
         [IO.pixelValues]: float32(pixels, [part.length, numChannels, imageSize, imageSize]),
       });
       imageEmbeds.set(vision[IO.imageEmbeds].data as Float32Array, first * embedSize);
       imageFeat?.set(vision[IO.imageFeat].data as Float32Array, first * featSize);
       if (rowsPerImage === 1) {
-        await this.sessions[GRAPHS.crossKv].run(
+        await (await this.session(GRAPHS.crossKv)).run(
           { [IO.imageEmbeds]: vision[IO.imageEmbeds] },
           this.crossCache.fetches(first, part.length),
         );
@@ -147,7 +166,8 @@ export abstract class BlipEngine {
           this.manifest.imageTokens,
           hiddenSize,
         ]);
-        await this.sessions[GRAPHS.crossKv].run({ [IO.imageEmbeds]: one }, this.crossCache.fetches(row, 1));
+        const crossKv = await this.session(GRAPHS.crossKv);
+        await crossKv.run({ [IO.imageEmbeds]: one }, this.crossCache.fetches(row, 1));
         this.crossCache.repeatRow(row, row + 1, rowsPerImage - 1);
       }
     }
@@ -155,6 +175,6 @@ export abstract class BlipEngine {
   }
 
   async close(): Promise<void> {
-    await releaseAll(this.sessions);
+    await this.sessions.release();
   }
 }

@@ -1,4 +1,5 @@
 import { join } from 'node:path';
+import protobuf from 'onnx-proto';
 import * as ort from 'onnxruntime-node';
 import { DEFAULT_ENGINE } from '../../core/defaults.js';
 import { ModelError } from '../../core/errors.js';
@@ -12,8 +13,11 @@ ort.env.logLevel = 'fatal';
 
 /** Where and how onnxruntime runs a model. */
 export interface RuntimeOptions {
-  /** cpu; cuda or cuda:N (fails clearly when CUDA is unavailable); auto = CUDA, else CPU with a warning. */
-  device?: 'cpu' | 'cuda' | 'auto' | `cuda:${number}`;
+  /**
+   * cpu; cuda or cuda:N (fails clearly when CUDA is unavailable); webgpu (onnxruntime's WebGPU
+   * provider over Vulkan; fails clearly without an adapter); auto = CUDA, else CPU with a warning.
+   */
+  device?: 'cpu' | 'cuda' | 'webgpu' | 'auto' | `cuda:${number}`;
   /** Threads inside one operator; 0 lets onnxruntime pick (one per core). */
   intraOpThreads?: number;
   /** Called when `auto` falls back to the CPU (default: one `capfilt:` line on stderr per process). */
@@ -21,13 +25,24 @@ export interface RuntimeOptions {
 }
 
 export interface ResolvedDevice {
-  kind: 'cpu' | 'cuda';
+  kind: 'cpu' | 'cuda' | 'webgpu';
   deviceId: number;
+}
+
+/** Bytes handed to onnxruntime and back (feeds, outputs and preallocated outputs), since creation. */
+export interface Traffic {
+  bytesIn: number;
+  bytesOut: number;
+}
+
+function executionProviders(device: ResolvedDevice): ort.InferenceSession.ExecutionProviderConfig[] {
+  if (device.kind === 'cuda') return [{ name: 'cuda', deviceId: device.deviceId }];
+  return [device.kind];
 }
 
 function sessionOptions(device: ResolvedDevice, opts: RuntimeOptions): ort.InferenceSession.SessionOptions {
   return {
-    executionProviders: device.kind === 'cuda' ? [{ name: 'cuda', deviceId: device.deviceId }] : ['cpu'],
+    executionProviders: executionProviders(device),
     graphOptimizationLevel: 'all',
     intraOpNumThreads: opts.intraOpThreads ?? DEFAULT_ENGINE.intraOpThreads,
     interOpNumThreads: 1,
@@ -51,54 +66,167 @@ function reportFallback(opts: RuntimeOptions, why: string): void {
 function parseDevice(device: RuntimeOptions['device']): ResolvedDevice | 'auto' {
   if (!device || device === 'cpu') return { kind: 'cpu', deviceId: 0 };
   if (device === 'auto') return 'auto';
+  if (device === 'webgpu') return { kind: 'webgpu', deviceId: 0 };
   const m = /^cuda(?::(\d+))?$/.exec(device);
-  if (!m) throw new ModelError(`unknown device ${device}: use cpu, cuda, cuda:N or auto`);
+  if (!m) throw new ModelError(`unknown device ${device}: use cpu, cuda, cuda:N, webgpu or auto`);
   return { kind: 'cuda', deviceId: m[1] ? Number(m[1]) : 0 };
 }
 
+/** A one-node float32 graph: opening it proves the execution provider loads and finds its device. */
+function probeModel(): Uint8Array {
+  const { onnx } = protobuf;
+  const info = (name: string) =>
+    onnx.ValueInfoProto.create({
+      name,
+      type: { tensorType: { elemType: 1, shape: { dim: [{ dimValue: 1 }] } } },
+    });
+  const graph = onnx.GraphProto.create({
+    name: 'probe',
+    node: [onnx.NodeProto.create({ opType: 'Identity', input: ['x'], output: ['y'] })],
+    input: [info('x')],
+    output: [info('y')],
+  });
+  return onnx.ModelProto.encode(
+    onnx.ModelProto.create({ irVersion: 8, opsetImport: [{ domain: '', version: 17 }], graph }),
+  ).finish();
+}
+
+/** What to do without the device: the message says what is missing and how to get it. */
+function unavailable(device: ResolvedDevice, err: unknown): ModelError {
+  const why = err instanceof Error ? err.message.split('\n')[0] : String(err);
+  if (device.kind === 'webgpu') {
+    return new ModelError(
+      `cannot run on WebGPU: ${why}. onnxruntime-node's WebGPU provider runs on Vulkan and found no ` +
+        'usable adapter: install a Vulkan driver (NVIDIA: the driver with its Vulkan ICD, e.g. ' +
+        'libnvidia-gl; Debian 12: apt-get install -t bookworm-backports mesa-vulkan-drivers libvulkan1 — ' +
+        "Mesa >= 24, bookworm's own Mesa 22 is refused; see README) or use --device cpu",
+      { cause: err },
+    );
+  }
+  return new ModelError(
+    `cannot run on CUDA device ${device.deviceId}: ${why}. onnxruntime-node's CUDA provider ` +
+      '(libonnxruntime_providers_cuda.so) comes from its install script run with ' +
+      'ONNXRUNTIME_NODE_INSTALL=cuda12 (see README, GPU hosts), and needs CUDA 12 and cuDNN 9 on ' +
+      'the host; use --device cpu or --device auto',
+    { cause: err },
+  );
+}
+
 /**
- * Open every graph of a converted model. onnxruntime-node does not fall back from CUDA by itself
- * (['cuda','cpu'] throws when the CUDA libraries are missing), so capfilt decides here.
+ * The device a run uses, checked by opening a one-node graph on it, so that a missing provider or
+ * adapter fails at load with a clear message. onnxruntime-node does not fall back from CUDA by
+ * itself (['cuda','cpu'] throws when the CUDA libraries are missing), so capfilt decides here.
  */
-export async function openSessions(
-  dir: string,
-  manifest: ModelManifest,
-  roles: string[],
-  opts: RuntimeOptions = {},
-): Promise<{ sessions: Record<string, ort.InferenceSession>; device: ResolvedDevice }> {
+export async function resolveDevice(opts: RuntimeOptions = {}): Promise<ResolvedDevice> {
   const wanted = parseDevice(opts.device);
-  const open = async (device: ResolvedDevice) => {
-    const sessions: Record<string, ort.InferenceSession> = {};
-    for (const role of roles) {
-      const file = manifest.graphs[role];
-      if (!file) throw new ModelError(`${dir}: manifest has no ${role} graph (is this a ${manifest.kind}?)`);
-      sessions[role] = await ort.InferenceSession.create(join(dir, file), sessionOptions(device, opts));
-    }
-    return sessions;
-  };
-  if (wanted !== 'auto' && wanted.kind === 'cpu') return { sessions: await open(wanted), device: wanted };
-  const cuda = wanted === 'auto' ? { kind: 'cuda' as const, deviceId: 0 } : wanted;
+  if (wanted !== 'auto' && wanted.kind === 'cpu') return wanted;
+  const device = wanted === 'auto' ? { kind: 'cuda' as const, deviceId: 0 } : wanted;
   const cpu = { kind: 'cpu' as const, deviceId: 0 };
   if (wanted === 'auto' && cudaUnavailable !== null) {
     reportFallback(opts, cudaUnavailable);
-    return { sessions: await open(cpu), device: cpu };
+    return cpu;
   }
   try {
-    return { sessions: await open(cuda), device: cuda };
+    const probe = await ort.InferenceSession.create(probeModel(), sessionOptions(device, opts));
+    await probe.release();
+    return device;
   } catch (err) {
-    const why = (err instanceof Error ? err.message : String(err)).split('\n')[0];
-    if (wanted !== 'auto') {
-      throw new ModelError(
-        `cannot run on CUDA device ${cuda.deviceId}: ${why}. onnxruntime-node's CUDA provider ` +
-          '(libonnxruntime_providers_cuda.so) comes from its install script run with ' +
-          'ONNXRUNTIME_NODE_INSTALL=cuda12 (see README, GPU hosts), and needs CUDA 12 and cuDNN 9 on ' +
-          'the host; use --device cpu or --device auto',
-        { cause: err },
+    if (wanted !== 'auto') throw unavailable(device, err);
+    cudaUnavailable = (err instanceof Error ? err.message : String(err)).split('\n')[0];
+    reportFallback(opts, cudaUnavailable);
+    return cpu;
+  }
+}
+
+/** The graph files a device runs: the WebGPU set on WebGPU, the fused set on CPU and CUDA. */
+export function graphSet(
+  dir: string,
+  manifest: ModelManifest,
+  device: ResolvedDevice,
+): Record<string, string> {
+  if (device.kind !== 'webgpu') return manifest.graphs;
+  return manifest.webgpu.graphs;
+}
+
+/** A session whose runs count the bytes that cross into onnxruntime and back. */
+export class CountedSession {
+  constructor(
+    private readonly session: ort.InferenceSession,
+    private readonly traffic: Traffic,
+  ) {}
+
+  async run(
+    feeds: Record<string, ort.Tensor>,
+    fetches?: Record<string, ort.Tensor>,
+  ): Promise<Record<string, ort.Tensor>> {
+    this.traffic.bytesIn += hostBytes(feeds);
+    const out = fetches ? await this.session.run(feeds, fetches) : await this.session.run(feeds);
+    this.traffic.bytesOut += hostBytes(out);
+    return out;
+  }
+
+  get inputNames(): readonly string[] {
+    return this.session.inputNames;
+  }
+
+  release(): Promise<void> {
+    return this.session.release();
+  }
+}
+
+function hostBytes(tensors: Record<string, ort.Tensor>): number {
+  let n = 0;
+  for (const t of Object.values(tensors)) {
+    if (t.location === 'cpu') n += (t.data as ArrayBufferView).byteLength;
+  }
+  return n;
+}
+
+/**
+ * The sessions of one converted model on one device, each opened the first time it is asked for:
+ * an engine that decodes with the whole-graph captioner never loads the per-step graphs, and the
+ * other way round.
+ */
+export class ModelSessions {
+  private readonly open = new Map<string, Promise<CountedSession>>();
+  private readonly files: Record<string, string>;
+  readonly traffic: Traffic = { bytesIn: 0, bytesOut: 0 };
+
+  constructor(
+    private readonly dir: string,
+    private readonly manifest: ModelManifest,
+    readonly device: ResolvedDevice,
+    private readonly opts: RuntimeOptions,
+  ) {
+    this.files = graphSet(dir, manifest, device);
+  }
+
+  has(role: string): boolean {
+    return role in this.files;
+  }
+
+  get(role: string): Promise<CountedSession> {
+    let session = this.open.get(role);
+    if (!session) {
+      const file = this.files[role];
+      if (!file) {
+        throw new ModelError(`${this.dir}: manifest has no ${role} graph (is this a ${this.manifest.kind}?)`);
+      }
+      const options = sessionOptions(this.device, this.opts);
+      session = ort.InferenceSession.create(join(this.dir, file), options).then(
+        (s) => new CountedSession(s, this.traffic),
       );
+      // A failed open is not cached: the next call tries again.
+      session.catch(() => this.open.delete(role));
+      this.open.set(role, session);
     }
-    cudaUnavailable = why;
-    reportFallback(opts, why);
-    return { sessions: await open(cpu), device: cpu };
+    return session;
+  }
+
+  async release(): Promise<void> {
+    const sessions = await Promise.allSettled(this.open.values());
+    this.open.clear();
+    await Promise.all(sessions.map((s) => (s.status === 'fulfilled' ? s.value.release() : undefined)));
   }
 }
 
@@ -110,8 +238,4 @@ export function int64(values: ArrayLike<number>, dims: number[]): ort.Tensor {
   const out = new BigInt64Array(values.length);
   for (let i = 0; i < values.length; i++) out[i] = BigInt(values[i]);
   return new ort.Tensor('int64', out, dims);
-}
-
-export async function releaseAll(sessions: Record<string, ort.InferenceSession>): Promise<void> {
-  await Promise.all(Object.values(sessions).map((s) => s.release()));
 }

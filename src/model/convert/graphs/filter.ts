@@ -1,10 +1,10 @@
 import type { BlipConfig } from '../../config.js';
 import { GRAPHS, IO } from '../../io-names.js';
 import type { WeightMap } from '../../tensor.js';
-import { GraphBuilder } from '../onnx/graph-builder.js';
-import { Blocks } from './blocks.js';
-import { crossInputs, type WeightType } from './captioner.js';
+import type { GraphBuilder } from '../onnx/graph-builder.js';
+import { crossInputs } from './captioner.js';
 import { positionsAfter, textTransformer } from './text.js';
+import { type GraphVariant, startGraph } from './variant.js';
 
 const ENCODER = 'text_encoder.';
 
@@ -21,9 +21,8 @@ function textInputs(g: GraphBuilder): { ids: string; mask: string } {
  * image-major, the same number k per image (T = images·k): one image's keys/values serve its k
  * texts without being copied per text.
  */
-export function buildItmGraph(cfg: BlipConfig, weights: WeightMap, weightType: WeightType): GraphBuilder {
-  const g = new GraphBuilder(GRAPHS.itm, weightType);
-  const b = new Blocks(g, weights);
+export function buildItmGraph(cfg: BlipConfig, weights: WeightMap, variant: GraphVariant): GraphBuilder {
+  const { g, b } = startGraph(GRAPHS.itm, weights, variant);
   const { ids, mask } = textInputs(g);
   const cross = crossInputs(g, cfg, 'images');
   const width = g.constInt64([cfg.text.hiddenSize]);
@@ -41,14 +40,13 @@ export function buildItmGraph(cfg: BlipConfig, weights: WeightMap, weightType: W
     cross,
     crossGroups,
   });
-  g.output(b.linear(b.firstToken(hidden), ['itm_head']), IO.itmLogits, 'float32', ['texts', 2]);
+  g.output(b.linear32(b.firstToken(hidden), ['itm_head']), IO.itmLogits, 'float32', ['texts', 2]);
   return g;
 }
 
 /** ITC text side: the text encoder alone (no image), normalize(text_proj(first token)). */
-export function buildItcTextGraph(cfg: BlipConfig, weights: WeightMap, weightType: WeightType): GraphBuilder {
-  const g = new GraphBuilder(GRAPHS.itcText, weightType);
-  const b = new Blocks(g, weights);
+export function buildItcTextGraph(cfg: BlipConfig, weights: WeightMap, variant: GraphVariant): GraphBuilder {
+  const { g, b } = startGraph(GRAPHS.itcText, weights, variant);
   const { ids, mask } = textInputs(g);
   const { hidden } = textTransformer(b, cfg.text, ids, {
     prefix: ENCODER,
@@ -56,7 +54,7 @@ export function buildItcTextGraph(cfg: BlipConfig, weights: WeightMap, weightTyp
     causal: false,
     keyPaddingMask: g.op('Cast', [mask], { to: 6 }),
   });
-  const feat = b.l2Normalize(b.linear(b.firstToken(hidden), ['text_proj']));
+  const feat = b.l2Normalize(b.linear32(b.firstToken(hidden), ['text_proj']));
   g.output(feat, IO.textFeat, 'float32', ['texts', cfg.imageTextHiddenSize]);
   return g;
 }

@@ -95,9 +95,9 @@ function crossAttention(
   kv: LayerCache,
   groups: TextRunOptions['crossGroups'],
 ): string {
-  if (!groups) return b.attention(q, kv.key, kv.value, cfg.numHeads).out;
+  if (!groups) return b.attention(q, kv.key, kv.value, cfg.numHeads, { kvInHeads: true }).out;
   const grouped = b.g.op('Reshape', [q, groups.grouped]);
-  const { out } = b.attention(grouped, kv.key, kv.value, cfg.numHeads);
+  const { out } = b.attention(grouped, kv.key, kv.value, cfg.numHeads, { kvInHeads: true });
   return b.g.op('Reshape', [out, groups.ungrouped]);
 }
 

@@ -6,93 +6,173 @@ import { numel } from '../../tensor.js';
 const { onnx } = protobuf;
 
 /** Element types capfilt's graphs use (values of onnx.TensorProto.DataType). */
-export const DType = { float32: 1, int32: 6, int64: 7, float16: 10 } as const;
+export const DType = { float32: 1, int32: 6, int64: 7, bool: 9, float16: 10, float64: 11 } as const;
 export type DTypeName = keyof typeof DType;
+export type FloatType = 'float32' | 'float16';
 
 type Dim = number | string;
-type AttrValue = number | number[] | string | { float: number };
+type AttrValue = number | number[] | string | { float: number } | { graph: GraphBuilder };
+
+/** Where a weight's bytes live once written: external data of the graph that wrote it first. */
+interface WrittenWeight {
+  shape: number[];
+  dtype: FloatType;
+  location: string;
+  offset: number;
+  length: number;
+}
+
+/**
+ * The weights of one model directory, shared by all of its graphs: the first graph saved with a
+ * weight writes its bytes into that graph's `.data` file, every later graph refers to them there.
+ * So variants of a model (per device, whole-graph calls) cost graph protos, not weight copies.
+ * Weights are identified by name; the graph files name them after the checkpoint keys they come
+ * from, so one name is one tensor.
+ */
+export class WeightStore {
+  private readonly written = new Map<string, WrittenWeight>();
+
+  lookup(name: string, shape: number[], dtype: FloatType): WrittenWeight | undefined {
+    const w = this.written.get(name);
+    if (w && (w.dtype !== dtype || w.shape.join(',') !== shape.join(','))) {
+      throw new Error(`weight ${name} written as ${w.dtype} [${w.shape}], now wanted as ${dtype} [${shape}]`);
+    }
+    return w;
+  }
+
+  record(name: string, w: WrittenWeight): void {
+    this.written.set(name, w);
+  }
+}
 
 interface PendingWeight {
   name: string;
   shape: number[];
   data: Float32Array;
-  dtype: 'float32' | 'float16';
+  dtype: FloatType;
+}
+
+export interface GraphOptions {
+  /** Storage type of float weights (default float32). */
+  weightType?: FloatType;
+  /**
+   * Type the graph computes in (default float32). With float16, weights are used as stored, and
+   * float32 graph inputs and outputs are cast on entry and exit, so the interface stays float32.
+   */
+  computeType?: FloatType;
+  /** Weights shared with the other graphs of the model (default: this graph's own). */
+  store?: WeightStore;
 }
 
 /**
  * A small ONNX graph builder: named values, nodes, weights kept as external data so that graphs of
- * BLIP-large stay far below protobuf's 2 GB cap. Everything model-specific lives in the graph files
- * that use it; this file knows only ONNX.
+ * BLIP-large stay far below protobuf's 2 GB cap, and sub-graphs (Loop bodies) that read the outer
+ * graph's values and weights. Everything model-specific lives in the graph files that use it; this
+ * file knows only ONNX.
  */
 export class GraphBuilder {
   private readonly nodes: InstanceType<typeof onnx.NodeProto>[] = [];
   private readonly inputs: InstanceType<typeof onnx.ValueInfoProto>[] = [];
   private readonly outputs: InstanceType<typeof onnx.ValueInfoProto>[] = [];
   private readonly constants: InstanceType<typeof onnx.TensorProto>[] = [];
-  private readonly weights: PendingWeight[] = [];
+  private readonly weights = new Map<string, PendingWeight>();
+  /** `<weight>_<type>` → the cast of a weight to another float type. */
+  private readonly weightValues = new Map<string, string>();
   private counter = 0;
+  readonly weightType: FloatType;
+  readonly computeType: FloatType;
+  private readonly store: WeightStore;
+  /** The outermost graph: it owns the weights and the name counter of its sub-graphs. */
+  private readonly root: GraphBuilder;
 
-  /**
-   * @param weightType storage type of weights; fp16 weights are cast back to fp32 inside the graph
-   *   when `computeType` is float32 (halves the files; onnxruntime folds the casts at load).
-   */
   constructor(
     readonly name: string,
-    readonly weightType: 'float32' | 'float16' = 'float32',
-  ) {}
+    options: GraphOptions = {},
+    parent?: GraphBuilder,
+  ) {
+    this.root = parent?.root ?? this;
+    this.weightType = parent?.weightType ?? options.weightType ?? 'float32';
+    this.computeType = parent?.computeType ?? options.computeType ?? 'float32';
+    this.store = parent?.store ?? options.store ?? new WeightStore();
+  }
+
+  /** A graph for a control-flow node's attribute; it may read every value of this graph. */
+  subgraph(name: string): GraphBuilder {
+    return new GraphBuilder(name, {}, this);
+  }
 
   fresh(prefix: string): string {
+    if (this.root !== this) return this.root.fresh(prefix);
     this.counter += 1;
     return `${prefix}_${this.counter}`;
   }
 
+  /** A graph input; float32 inputs of a float16 graph come out cast to float16. */
   input(name: string, dtype: DTypeName, dims: Dim[]): string {
     this.inputs.push(valueInfo(name, dtype, dims));
-    return name;
+    return this.castsInterface(dtype) ? this.op('Cast', [name], { to: DType.float16 }) : name;
   }
 
   output(value: string, name: string, dtype: DTypeName, dims: Dim[]): void {
-    // Graph outputs need their own names; an Identity decouples them from internal values.
-    this.node('Identity', [value], [name]);
+    // Graph outputs need their own names; an Identity (or the cast back to float32) decouples them.
+    if (this.castsInterface(dtype)) this.node('Cast', [value], [name], { to: DType.float32 });
+    else this.node('Identity', [value], [name]);
     this.outputs.push(valueInfo(name, dtype, dims));
   }
 
-  /** A float weight stored as external data; returns a float32 value. */
+  private castsInterface(dtype: DTypeName): boolean {
+    return this.root === this && this.computeType === 'float16' && dtype === 'float32';
+  }
+
+  /** The value of a float weight in the compute type, registered once per graph and name. */
   weight(name: string, shape: number[], data: Float32Array): string {
-    if (data.length !== numel(shape)) {
-      throw new Error(`weight ${name}: ${data.length} values for shape [${shape.join(',')}]`);
+    const root = this.root;
+    if (!root.weights.has(name)) {
+      if (data.length !== numel(shape)) {
+        throw new Error(`weight ${name}: ${data.length} values for shape [${shape.join(',')}]`);
+      }
+      root.weights.set(name, { name, shape, data, dtype: root.weightType });
     }
-    this.weights.push({ name, shape, data, dtype: this.weightType });
-    if (this.weightType === 'float16') {
-      return this.node('Cast', [name], [`${name}_f32`], { to: DType.float32 })[0];
+    return this.weightAs(name, root.computeType);
+  }
+
+  /** Whether `weight(name, …)` was already called (its data need not be computed again). */
+  hasWeight(name: string): boolean {
+    return this.root.weights.has(name);
+  }
+
+  /**
+   * A registered weight in `dtype`: the stored value, or one cast of it in the outermost graph,
+   * shared by every reader (onnxruntime folds it into a constant at load).
+   */
+  weightAs(name: string, dtype: FloatType): string {
+    const root = this.root;
+    if (!root.hasWeight(name)) throw new Error(`weight ${name} is not registered`);
+    if (dtype === root.weightType) return name;
+    const key = `${name}_${dtype}`;
+    let value = root.weightValues.get(key);
+    if (!value) {
+      value = root.node('Cast', [name], [key], { to: DType[dtype] })[0];
+      root.weightValues.set(key, value);
     }
-    return name;
+    return value;
   }
 
   /** A small inline constant (shapes, indices, scalars). */
   constInt64(values: number[], shape: number[] = [values.length], name = this.fresh('c')): string {
-    const bytes = new BigInt64Array(values.map((v) => BigInt(v)));
-    this.constants.push(
-      onnx.TensorProto.create({
-        name,
-        dims: shape,
-        dataType: DType.int64,
-        rawData: new Uint8Array(bytes.buffer),
-      }),
-    );
-    return name;
+    return this.constant(name, 'int64', shape, new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer));
   }
 
   constFloat(values: number[], shape: number[] = [values.length], name = this.fresh('f')): string {
-    const bytes = new Float32Array(values);
-    this.constants.push(
-      onnx.TensorProto.create({
-        name,
-        dims: shape,
-        dataType: DType.float32,
-        rawData: new Uint8Array(bytes.buffer),
-      }),
-    );
+    return this.constant(name, 'float32', shape, new Uint8Array(new Float32Array(values).buffer));
+  }
+
+  constDouble(values: number[], shape: number[] = [values.length], name = this.fresh('d')): string {
+    return this.constant(name, 'float64', shape, new Uint8Array(new Float64Array(values).buffer));
+  }
+
+  private constant(name: string, dtype: DTypeName, dims: number[], rawData: Uint8Array): string {
+    this.constants.push(onnx.TensorProto.create({ name, dims, dataType: DType[dtype], rawData }));
     return name;
   }
 
@@ -125,39 +205,57 @@ export class GraphBuilder {
   }
 
   /**
-   * Serialise to `onnxPath`, with all weights in `<onnxPath>.data` (one file per graph, 64-byte
-   * aligned, which lets onnxruntime memory-map them).
+   * ONNX Loop. `body` (a subgraph() of this graph) has inputs (iteration, condition, ...carried)
+   * and outputs (condition, ...carried, ...scanned); returns the final carried values, then the
+   * scanned outputs stacked along a new first axis.
+   */
+  loop(tripCount: string, condition: string, carried: string[], body: GraphBuilder, scanned = 0): string[] {
+    if (body.root !== this.root) throw new Error('a Loop body must be a subgraph of the same graph');
+    return this.node('Loop', [tripCount, condition, ...carried], carried.length + scanned, {
+      body: { graph: body },
+    });
+  }
+
+  private proto(initializers: InstanceType<typeof onnx.TensorProto>[]): InstanceType<typeof onnx.GraphProto> {
+    return onnx.GraphProto.create({
+      name: this.name,
+      node: this.nodes,
+      input: this.inputs,
+      output: this.outputs,
+      initializer: initializers,
+    });
+  }
+
+  /**
+   * Serialise to `onnxPath`. Weights not yet written by another graph of the same store go to
+   * `<onnxPath>.data` (64-byte aligned, which lets onnxruntime memory-map them); the others are
+   * referenced where they already are, so all graphs of a model must be saved in one folder.
    */
   save(onnxPath: string): { bytes: number; weightBytes: number } {
+    if (this.root !== this) throw new Error('save() the outermost graph');
     const dataPath = `${onnxPath}.data`;
     const location = basename(dataPath);
     const initializers: InstanceType<typeof onnx.TensorProto>[] = [...this.constants];
-    const fd = openSync(dataPath, 'w');
+    let fd: number | undefined;
     let offset = 0;
     try {
-      for (const w of this.weights) {
-        const bytes = w.dtype === 'float16' ? toFloat16Bytes(w.data) : floatBytes(w.data);
-        const pad = (64 - (offset % 64)) % 64;
-        if (pad) writeSync(fd, new Uint8Array(pad));
-        offset += pad;
-        writeSync(fd, bytes);
-        initializers.push(
-          onnx.TensorProto.create({
-            name: w.name,
-            dims: w.shape,
-            dataType: w.dtype === 'float16' ? DType.float16 : DType.float32,
-            dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
-            externalData: [
-              { key: 'location', value: location },
-              { key: 'offset', value: String(offset) },
-              { key: 'length', value: String(bytes.byteLength) },
-            ],
-          }),
-        );
-        offset += bytes.byteLength;
+      for (const w of this.weights.values()) {
+        let ref = this.store.lookup(w.name, w.shape, w.dtype);
+        if (!ref) {
+          const bytes = w.dtype === 'float16' ? toFloat16Bytes(w.data) : floatBytes(w.data);
+          fd ??= openSync(dataPath, 'w');
+          const pad = (64 - (offset % 64)) % 64;
+          if (pad) writeSync(fd, new Uint8Array(pad));
+          offset += pad;
+          writeSync(fd, bytes);
+          ref = { shape: w.shape, dtype: w.dtype, location, offset, length: bytes.byteLength };
+          this.store.record(w.name, ref);
+          offset += bytes.byteLength;
+        }
+        initializers.push(externalTensor(w.name, ref));
       }
     } finally {
-      closeSync(fd);
+      if (fd !== undefined) closeSync(fd);
     }
     const model = onnx.ModelProto.create({
       irVersion: 8,
@@ -166,13 +264,7 @@ export class GraphBuilder {
         { domain: '', version: 17 },
         { domain: 'com.microsoft', version: 1 },
       ],
-      graph: onnx.GraphProto.create({
-        name: this.name,
-        node: this.nodes,
-        input: this.inputs,
-        output: this.outputs,
-        initializer: initializers,
-      }),
+      graph: this.proto(initializers),
     });
     const encoded = onnx.ModelProto.encode(model).finish();
     const out = openSync(onnxPath, 'w');
@@ -183,6 +275,26 @@ export class GraphBuilder {
     }
     return { bytes: encoded.byteLength, weightBytes: offset };
   }
+
+  /** The body of a control-flow attribute: its own nodes and constants; weights stay outside. */
+  subgraphProto(): InstanceType<typeof onnx.GraphProto> {
+    if (this.root === this) throw new Error(`${this.name} is not a subgraph`);
+    return this.proto(this.constants);
+  }
+}
+
+function externalTensor(name: string, w: WrittenWeight): InstanceType<typeof onnx.TensorProto> {
+  return onnx.TensorProto.create({
+    name,
+    dims: w.shape,
+    dataType: DType[w.dtype],
+    dataLocation: onnx.TensorProto.DataLocation.EXTERNAL,
+    externalData: [
+      { key: 'location', value: w.location },
+      { key: 'offset', value: String(w.offset) },
+      { key: 'length', value: String(w.length) },
+    ],
+  });
 }
 
 function valueInfo(name: string, dtype: DTypeName, dims: Dim[]): InstanceType<typeof onnx.ValueInfoProto> {
@@ -199,6 +311,8 @@ function valueInfo(name: string, dtype: DTypeName, dims: Dim[]): InstanceType<ty
 
 function attribute(name: string, v: AttrValue): InstanceType<typeof onnx.AttributeProto> {
   const T = onnx.AttributeProto.AttributeType;
+  if (typeof v === 'object' && 'graph' in v)
+    return onnx.AttributeProto.create({ name, type: T.GRAPH, g: v.graph.subgraphProto() });
   if (typeof v === 'string') return onnx.AttributeProto.create({ name, type: T.STRING, s: Buffer.from(v) });
   if (Array.isArray(v)) return onnx.AttributeProto.create({ name, type: T.INTS, ints: v });
   if (typeof v === 'object') return onnx.AttributeProto.create({ name, type: T.FLOAT, f: v.float });

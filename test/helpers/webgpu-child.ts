@@ -1,0 +1,93 @@
+/**
+ * WebGPU scenarios, each run in its own process by test/helpers/webgpu.ts:
+ *   node --import tsx test/helpers/webgpu-child.ts <scenario> '<json argument>'
+ * Prints one JSON line (the scenario's result) on stdout. The comparisons with the CPU happen in
+ * the test process; this side only runs capfilt's engines and graphs on `--device webgpu`.
+ */
+import { join } from 'node:path';
+import * as ort from 'onnxruntime-node';
+import { Captioner } from '../../src/captioner/captioner.js';
+import type { DecodingOptions } from '../../src/core/types.js';
+import { Filter } from '../../src/filter/filter.js';
+import { readManifest } from '../../src/model/manifest.js';
+import { resolveDevice } from '../../src/model/runtime/runtime.js';
+import { decoderStepLogits } from './decoder-steps.js';
+import { fixtureBin } from './models.js';
+
+interface Arg {
+  captioner: string;
+  filter: string;
+  /** Fixture images (names of IMAGE_NAMES), in order; their keys are their names. */
+  images: string[];
+  texts?: string[][];
+  decoding?: DecodingOptions;
+  firstToken?: 'enc' | 'cls';
+  tokens?: number[];
+  steps?: number;
+}
+
+const pixelsOf = (image: string) => fixtureBin(`pixel_values_${image}_png.bin`);
+const fromJson = (a: Arg) => a.images.map((key) => ({ key, pixels: pixelsOf(key) }));
+
+const scenarios: Record<string, (a: Arg) => Promise<unknown>> = {
+  async probe() {
+    return resolveDevice({ device: 'webgpu' });
+  },
+
+  /** The error `--device webgpu` gives (the parent hides the Vulkan driver). */
+  async deviceError(a) {
+    return Captioner.load(a.captioner, { device: 'webgpu' }).then(
+      () => ({ message: null }),
+      (err: Error) => ({ name: err.constructor.name, message: err.message }),
+    );
+  },
+
+  async embeddings(a) {
+    const captioner = await Captioner.load(a.captioner, { device: 'webgpu' });
+    const filter = await Filter.load(a.filter, { device: 'webgpu' });
+    const c = await captioner.encode(fromJson(a));
+    const f = await filter.encode(fromJson(a));
+    await Promise.all([captioner.close(), filter.close()]);
+    return { captioner: [...c.imageEmbeds], filter: [...f.imageEmbeds], imageFeat: [...f.imageFeat] };
+  },
+
+  /** Logits of the first steps of one image, through the WebGPU set's vision, cross_kv and decoder. */
+  async stepLogits(a) {
+    const m = await readManifest(a.captioner);
+    const open = (role: string) =>
+      ort.InferenceSession.create(join(a.captioner, m.webgpu.graphs[role] as string), {
+        executionProviders: ['webgpu'],
+        logSeverityLevel: 3,
+      });
+    const logits = await decoderStepLogits(
+      m,
+      open,
+      pixelsOf(a.images[0]),
+      a.tokens as number[],
+      a.steps as number,
+    );
+    return logits.map((l) => [...l]);
+  },
+
+  async scores(a) {
+    const filter = await Filter.load(a.filter, { device: 'webgpu' });
+    const samples = fromJson(a).map((s, i) => ({ ...s, texts: (a.texts as string[][])[i] }));
+    const scores = await filter.score(samples, { firstToken: a.firstToken ?? 'enc', maxTextLength: 35 });
+    await filter.close();
+    return scores;
+  },
+
+  async caption(a) {
+    const captioner = await Captioner.load(a.captioner, { device: 'webgpu' });
+    const captions = await captioner.caption(fromJson(a), a.decoding as DecodingOptions);
+    const traffic = captioner.traffic;
+    await captioner.close();
+    return { tokenIds: captions.map((c) => c.map((x) => x.tokenIds)), traffic };
+  },
+};
+
+const [name, json] = process.argv.slice(2);
+const scenario = scenarios[name];
+if (!scenario) throw new Error(`unknown WebGPU scenario ${name}`);
+const result = await scenario(json ? (JSON.parse(json) as Arg) : ({} as Arg));
+process.stdout.write(`${JSON.stringify(result)}\n`);
