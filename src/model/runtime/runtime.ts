@@ -139,11 +139,7 @@ export async function resolveDevice(opts: RuntimeOptions = {}): Promise<Resolved
 }
 
 /** The graph files a device runs: the WebGPU set on WebGPU, the fused set on CPU and CUDA. */
-export function graphSet(
-  dir: string,
-  manifest: ModelManifest,
-  device: ResolvedDevice,
-): Record<string, string> {
+export function graphSet(manifest: ModelManifest, device: ResolvedDevice): Record<string, string> {
   if (device.kind !== 'webgpu') return manifest.graphs;
   return manifest.webgpu.graphs;
 }
@@ -198,7 +194,7 @@ export class ModelSessions {
     readonly device: ResolvedDevice,
     private readonly opts: RuntimeOptions,
   ) {
-    this.files = graphSet(dir, manifest, device);
+    this.files = graphSet(manifest, device);
   }
 
   has(role: string): boolean {

@@ -38,8 +38,8 @@ describe('capfilt models import', () => {
   it('writes a WebGPU set that reads the weights of the CPU set instead of copying them', async () => {
     const dir = join(work, 'captioner-st');
     const m = await readManifest(dir);
-    expect(Object.keys(m.webgpu.graphs ?? {}).sort()).toEqual(Object.keys(m.graphs).sort());
-    for (const file of Object.values(m.webgpu.graphs ?? {})) {
+    expect(Object.keys(m.webgpu.graphs).sort()).toEqual(Object.keys(m.graphs).sort());
+    for (const file of Object.values(m.webgpu.graphs)) {
       expect(existsSync(join(dir, `${file}.data`)), file).toBe(false);
       const session = await ort.InferenceSession.create(join(dir, file));
       await session.release();
