@@ -5,7 +5,7 @@ import { mapBatches } from '../model/runtime/batching.js';
 import { BlipEngine, type EngineOptions, loadModel } from '../model/runtime/engine.js';
 import { int64 } from '../model/runtime/runtime.js';
 import { encodeForItm, type ItmEncoding } from '../model/runtime/tokenizer.js';
-import { planScoring } from './text-calls.js';
+import { MAX_TEXTS_PER_CALL, padTexts, planScoring } from './text-calls.js';
 
 export interface ScoreSample {
   key: string;
@@ -16,9 +16,6 @@ export interface ScoreSample {
 }
 
 export type ScoreOptions = Pick<FilterOptions, 'firstToken' | 'maxTextLength'>;
-
-/** The most texts per ITM/ITC call: enough to keep the GEMMs busy, few enough to bound activation memory. */
-const TEXTS_PER_CALL = 64;
 
 /**
  * BLIP's filter (BlipForImageTextRetrieval) on onnxruntime: one vision pass and one
@@ -63,7 +60,7 @@ export class Filter extends BlipEngine {
     const itcTokens = encode('cls');
     const plan = planScoring(
       itmTokens.map((texts) => texts.map((e) => e.inputIds.length)),
-      TEXTS_PER_CALL,
+      MAX_TEXTS_PER_CALL,
     );
     const { imageFeat } = await this.encodeImages(plan.imageOrder.map((i) => samples[i]));
     const scores = samples.map((s) => s.texts.map(() => ({ itm: 0, itc: 0 })));
@@ -93,7 +90,7 @@ export class Filter extends BlipEngine {
 
   /** ITM P(match) of texts given image-major, the same number per cross-attention row. */
   private async itmProbabilities(texts: ItmEncoding[], cross: Record<string, ort.Tensor>): Promise<number[]> {
-    const { ids, mask, length } = this.padded(texts);
+    const { ids, mask, length } = padTexts(texts, this.manifest.specialIds.pad);
     const logits = (
       await (
         await this.session(GRAPHS.itm)
@@ -109,24 +106,11 @@ export class Filter extends BlipEngine {
 
   /** Normalised ITC text features; the unimodal text encoder keeps [CLS] first, as BLIP's ITC does. */
   private async textFeatures(texts: ItmEncoding[]): Promise<Float32Array> {
-    const { ids, mask, length } = this.padded(texts);
+    const { ids, mask, length } = padTexts(texts, this.manifest.specialIds.pad);
     const out = await (await this.session(GRAPHS.itcText)).run({
       [IO.inputIds]: int64(ids, [texts.length, length]),
       [IO.attentionMask]: int64(mask, [texts.length, length]),
     });
     return out[IO.textFeat].data as Float32Array;
-  }
-
-  /** Token ids padded to the longest text of the call (padding is masked out, so scores do not change). */
-  private padded(encoded: ItmEncoding[]): { ids: number[]; mask: number[]; length: number } {
-    const length = Math.max(...encoded.map((e) => e.inputIds.length));
-    const ids: number[] = [];
-    const mask: number[] = [];
-    for (const e of encoded) {
-      const pad = length - e.inputIds.length;
-      ids.push(...e.inputIds, ...new Array<number>(pad).fill(this.manifest.specialIds.pad));
-      mask.push(...e.attentionMask, ...new Array<number>(pad).fill(0));
-    }
-    return { ids, mask, length };
   }
 }

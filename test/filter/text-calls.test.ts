@@ -77,6 +77,19 @@ describe('planScoring', () => {
     expect(plan.imageOrder).toEqual([1, 2, 0]);
   });
 
+  it("does not pad an image's short caption to its long web text", () => {
+    const lengths = [
+      [33, 8],
+      [30, 9],
+      [31, 7],
+    ];
+    const plan = planScoring(lengths, 64);
+    for (const call of plan.itm) {
+      const ls = call.texts.map((t) => lengths[t.sample][t.text]);
+      expect(Math.max(...ls) - Math.min(...ls), JSON.stringify(ls)).toBeLessThanOrEqual(3);
+    }
+  });
+
   it('sorts ITC texts by length into buckets', () => {
     const plan = planScoring([Array.from({ length: 20 }, (_, i) => (i % 2 ? 35 : 6))], 64);
     expect(plan.itc.map((c) => c.length)).toEqual([10, 10]);
