@@ -45,6 +45,21 @@ export interface WebGpuGraphs {
   unrolledSteps: number;
 }
 
+/** Weight precisions an import can write. */
+export const PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
+export type Precision = (typeof PRECISIONS)[number];
+
+/** How an int8 model was quantized (model/convert/quantize.ts), recorded in its manifest. */
+export interface Quantization {
+  op: string;
+  weights: string;
+  activations: string;
+  /** Weights matching this pattern stayed fp32. */
+  keptFp32: string;
+  /** The graphs (roles) that were quantized; the others are fp32. */
+  graphs: string[];
+}
+
 /** The description of a converted model directory, written by `capfilt models import`. */
 export interface ModelManifest {
   format: 'capfilt-blip-onnx';
@@ -57,13 +72,15 @@ export interface ModelManifest {
   imageTokens: number;
   image: ImageSpec;
   specialIds: SpecialIds;
-  precision: 'fp32' | 'fp16';
+  precision: Precision;
+  /** int8 only: how the CPU set was quantized. */
+  quantization?: Quantization;
   /**
    * ONNX files by role (vision, cross_kv, decoder, itm, itc_text, and the whole-graph calls),
    * relative to the model dir: the CPU and CUDA set (fused onnxruntime ops, float32 compute).
    */
   graphs: Record<string, string>;
-  /** The WebGPU set. */
+  /** The WebGPU set (none in an int8 model, which runs on the CPU only). */
   webgpu: WebGpuGraphs;
   source: { dir: string; weightsFile: string; sha256: string; name?: string };
   capfiltVersion: string;

@@ -2,6 +2,7 @@ import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { importModel } from '../../src/model/convert/import.js';
+import type { Precision } from '../../src/model/manifest.js';
 
 export const FIXTURE = join(import.meta.dirname, '..', 'fixtures', 'blip-tiny');
 
@@ -12,7 +13,7 @@ export interface TinyModels {
 }
 
 /** The fixture's tiny captioner and filter, converted into a private temp dir for this test file. */
-export async function importTinyModels(options: { precision?: 'fp32' | 'fp16' } = {}): Promise<TinyModels> {
+export async function importTinyModels(options: { precision?: Precision } = {}): Promise<TinyModels> {
   const dir = mkdtempSync(join(tmpdir(), 'capfilt-models-'));
   const captioner = join(dir, 'captioner');
   const filter = join(dir, 'filter');

@@ -1,11 +1,10 @@
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import { importModel } from '../../model/convert/import.js';
 import { addAlias } from '../flags.js';
-import { log, type Precision } from './log.js';
+import { addPrecisionOptions, log, type PrecisionOptions } from './log.js';
 
-export interface ImportCommandOptions {
+export interface ImportCommandOptions extends PrecisionOptions {
   output: string;
-  precision: Precision;
   name?: string;
 }
 
@@ -16,12 +15,13 @@ export function registerImport(models: Command): void {
     .description('convert a Hugging Face BLIP checkpoint directory into ONNX graphs + manifest.json')
     .argument('<hf-dir>', 'directory with config.json, model.safetensors or pytorch_model.bin, vocab.txt')
     .requiredOption('-o, --output <dir>', 'output directory')
-    .addOption(new Option('--precision <p>', 'weight precision').choices(['fp32', 'fp16']).default('fp32'))
     .option('--name <id>', 'name recorded in the manifest (e.g. the hub repo id)');
+  addPrecisionOptions(cmd);
   addAlias(cmd, '--out <dir>', 'output');
   cmd.action(async (hfDir: string, o: ImportCommandOptions) => {
     const manifest = await importModel(hfDir, o.output, {
       precision: o.precision,
+      quantizeDecoder: o.quantizeDecoder,
       name: o.name,
       onProgress: log,
     });

@@ -1,15 +1,14 @@
-import { type Command, Option } from 'commander';
+import type { Command } from 'commander';
 import type { PullProgress } from '../../model/convert/hub.js';
 import { importModel } from '../../model/convert/import.js';
 import { pullCheckpoint } from '../../model/convert/pull.js';
 import { addAlias } from '../flags.js';
-import { log, type Precision } from './log.js';
+import { addPrecisionOptions, log, type PrecisionOptions } from './log.js';
 
-export interface PullCommandOptions {
+export interface PullCommandOptions extends PrecisionOptions {
   output: string;
   revision: string;
   downloadDir?: string;
-  precision: Precision;
 }
 
 /** Download progress, at most every 2 s. */
@@ -31,14 +30,15 @@ export function registerPull(models: Command): void {
     .argument('<repo-id>', 'e.g. Salesforce/blip-image-captioning-large')
     .requiredOption('-o, --output <dir>', 'converted model directory')
     .option('--revision <rev>', 'branch, tag, commit or refs/pr/N', 'main')
-    .option('--download-dir <dir>', 'where the raw checkpoint is kept (default <output>.hf)')
-    .addOption(new Option('--precision <p>', 'weight precision').choices(['fp32', 'fp16']).default('fp32'));
+    .option('--download-dir <dir>', 'where the raw checkpoint is kept (default <output>.hf)');
+  addPrecisionOptions(cmd);
   addAlias(cmd, '--out <dir>', 'output');
   cmd.action(async (repo: string, o: PullCommandOptions) => {
     const raw = o.downloadDir ?? `${o.output}.hf`;
     const pulled = await pullCheckpoint({ repo, revision: o.revision, out: raw, onProgress: progressLog() });
     const manifest = await importModel(raw, o.output, {
       precision: o.precision,
+      quantizeDecoder: o.quantizeDecoder,
       name: `${repo}@${o.revision}`,
       onProgress: log,
     });

@@ -20,6 +20,8 @@ import {
   type ImageSpec,
   MANIFEST_FORMAT_VERSION,
   type ModelManifest,
+  type Precision,
+  type Quantization,
   type SpecialIds,
   type WebGpuGraphs,
 } from '../manifest.js';
@@ -30,9 +32,17 @@ import { buildCrossKvGraph, buildDecoderGraph, buildVisionGraph } from './graphs
 import { buildItcTextGraph, buildItmGraph } from './graphs/filter.js';
 import { fusedVariant, type GraphVariant } from './graphs/variant.js';
 import type { FloatType, GraphBuilder } from './onnx/graph-builder.js';
+import { int8Roles, quantizeModel } from './quantize.js';
 
 export interface ImportOptions {
-  precision?: 'fp32' | 'fp16';
+  /**
+   * fp32 (default); fp16 stores half-size weights widened at load; int8 quantizes the MatMul
+   * weights of every graph but the decoder (model/convert/quantize.ts), for CPUs with VNNI, and
+   * writes no WebGPU set (int8 models run on the CPU only).
+   */
+  precision?: Precision;
+  /** With int8: quantize the captioner's decoder too (faster captions that differ more from fp32). */
+  quantizeDecoder?: boolean;
   /** A human name recorded in the manifest (e.g. the hub repo id). */
   name?: string;
   /**
@@ -118,7 +128,13 @@ export async function importModel(
       portable: true,
       unrolledSteps: webgpu.unrolledSteps,
     };
-    webgpu.graphs = writeGraphs(cfg, checkpoint.weights, portable, tmp, '.webgpu', progress);
+    let quantization: Quantization | undefined;
+    if (precision === 'int8') {
+      const roles = int8Roles(Object.keys(graphs), options.quantizeDecoder ?? false);
+      quantization = quantizeModel(tmp, graphs, roles, progress);
+    } else {
+      webgpu.graphs = writeGraphs(cfg, checkpoint.weights, portable, tmp, '.webgpu', progress);
+    }
     await copyFile(join(hfDir, 'vocab.txt'), join(tmp, 'vocab.txt'));
     await copyFile(join(hfDir, 'tokenizer_config.json'), join(tmp, 'tokenizer_config.json')).catch(
       (err: NodeJS.ErrnoException) => {
@@ -138,6 +154,7 @@ export async function importModel(
       image,
       specialIds,
       precision,
+      ...(quantization ? { quantization } : {}),
       graphs,
       webgpu,
       source: {

@@ -5,6 +5,7 @@ import type { RgbImage } from '../../core/types.js';
 import type { ModelKind } from '../config.js';
 import { GRAPHS, IO } from '../io-names.js';
 import { type ModelManifest, readManifest } from '../manifest.js';
+import { checkRunnable } from './cpu.js';
 import { CrossCache } from './cross-cache.js';
 import { preprocessImage } from './preprocess.js';
 import {
@@ -52,6 +53,7 @@ export async function loadModel(
   if (manifest.kind !== kind) throw new UsageError(`${modelDir} is a ${manifest.kind}, not a ${kind}`);
   const tokenizer = await BertTokenizer.fromDir(modelDir, manifest.specialIds);
   const device = await resolveDevice(options);
+  checkRunnable(modelDir, manifest, device.kind);
   const sessions = new ModelSessions(modelDir, manifest, device, options);
   return {
     manifest,

@@ -40,7 +40,11 @@ function executionProviders(device: ResolvedDevice): ort.InferenceSession.Execut
   return [device.kind];
 }
 
-function sessionOptions(device: ResolvedDevice, opts: RuntimeOptions): ort.InferenceSession.SessionOptions {
+/** The session options capfilt opens every graph with (benchmarks open theirs the same way). */
+export function sessionOptions(
+  device: ResolvedDevice,
+  opts: RuntimeOptions,
+): ort.InferenceSession.SessionOptions {
   return {
     executionProviders: executionProviders(device),
     graphOptimizationLevel: 'all',
