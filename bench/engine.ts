@@ -3,8 +3,10 @@ import { Captioner } from '../src/captioner/captioner.js';
 import { CAPFILT_DECODING } from '../src/core/defaults.js';
 import { Filter } from '../src/filter/filter.js';
 import type { RandomPreset } from '../src/model/convert/random.js';
-import { benchModels, syntheticPixels } from './models.js';
-import { peakRssMiB, printTable, type Row, writeResult } from './report.js';
+import { measureCeiling } from './ceiling.js';
+import { captionWorkGflop, filterWorkGflop } from './flops.js';
+import { benchModels, syntheticPixels, textLengths } from './models.js';
+import { machineLine, peakRssMiB, printTable, type Row, writeResult } from './report.js';
 
 /**
  * Engine throughput on random-weight checkpoints: vision encoding (+ cross-attention K/V),
@@ -25,6 +27,7 @@ export async function main(args: string[]): Promise<void> {
   const preset = values.preset as RandomPreset;
   const batches = values.batches!.split(',').map(Number);
   const models = await benchModels(preset);
+  const lengthsOf = await textLengths(models.filter);
   const threads = Number(values.threads);
   const visionBatchSize = Number(values['vision-batch']);
   const rows: Row[] = [];
@@ -51,6 +54,7 @@ export async function main(args: string[]): Promise<void> {
       { firstToken: 'enc', maxTextLength: 35 },
     );
 
+    const ceiling = await measureCeiling(threads);
     let t = performance.now();
     for (let i = 0; i < n; i += batch) await captioner.encode(samples.slice(i, i + batch));
     // encode() covers the vision encoder and the cross-attention keys/values.
@@ -59,7 +63,8 @@ export async function main(args: string[]): Promise<void> {
     t = performance.now();
     const captions = await captioner.caption(samples, CAPFILT_DECODING);
     const captionS = (performance.now() - t) / 1000;
-    const tokens = captions.reduce((a, c) => a + c[0].tokenIds.length - 4, 0);
+    const prompt = captioner.promptIds(CAPFILT_DECODING.prompt).length;
+    const tokens = captions.reduce((a, c) => a + c[0].tokenIds.length - prompt, 0);
 
     const pairs = samples.map((s, i) => ({
       ...s,
@@ -68,7 +73,8 @@ export async function main(args: string[]): Promise<void> {
     t = performance.now();
     await filter.score(pairs, { firstToken: 'enc', maxTextLength: 35 });
     const filterS = (performance.now() - t) / 1000;
-    rows.push({
+    // Column groups: throughput, then the work against the ceiling measured just before.
+    const throughput = {
       batch,
       vision_batch: engine.visionBatchSize,
       images: n,
@@ -78,7 +84,20 @@ export async function main(args: string[]): Promise<void> {
       itm_pairs_per_s: (2 * n) / filterS,
       capfilt_s_per_img: (captionS + filterS) / n,
       peak_rss_mib: peakRssMiB(),
-    });
+    };
+    const gflop =
+      captionWorkGflop(
+        captioner.manifest,
+        n,
+        prompt,
+        captions.map((c) => c[0].tokenIds.length),
+      ) + filterWorkGflop(filter.manifest, n, lengthsOf(pairs.flatMap((p) => p.texts)));
+    const work = {
+      capfilt_gflop_per_img: gflop / n,
+      ceiling_gflops: ceiling.gflops,
+      capfilt_of_ceiling: gflop / (captionS + filterS) / ceiling.gflops,
+    };
+    rows.push({ ...throughput, ...work });
     await captioner.close();
     await filter.close();
   }
@@ -87,9 +106,10 @@ export async function main(args: string[]): Promise<void> {
     r.speedup_vs_batch1 = base ? (base.capfilt_s_per_img as number) / (r.capfilt_s_per_img as number) : null;
   }
   printTable(
-    `capfilt engine, ${preset} random weights (capfilt_s_per_img = caption + filter incl. both ViTs)`,
+    `capfilt engine, ${preset} random weights (capfilt_s_per_img = caption + filter incl. both ViTs; capfilt_of_ceiling = its GFLOP/s over the fp32 GEMM ceiling measured before each batch)`,
     rows,
   );
+  process.stdout.write(`${machineLine()}\n`);
   const file = writeResult('engine', { preset, threads, visionBatchSize, rows });
   process.stdout.write(`\nwrote ${file}\n`);
 }

@@ -1,7 +1,9 @@
 import { join } from 'node:path';
+import { CAPFILT_FILTER } from '../src/core/defaults.js';
 import { importModel } from '../src/model/convert/import.js';
 import { type RandomPreset, writeRandomCheckpoint } from '../src/model/convert/random.js';
-import { isCurrentModelDir } from '../src/model/manifest.js';
+import { isCurrentModelDir, readManifest } from '../src/model/manifest.js';
+import { BertTokenizer, encodeForItm } from '../src/model/runtime/tokenizer.js';
 
 const CACHE = join(import.meta.dirname, '..', '.cache', 'bench');
 
@@ -30,4 +32,16 @@ export function syntheticPixels(size: number, seed: number): Float32Array {
     a[i] = ((x >>> 8) / 16777216) * 4 - 2;
   }
   return a;
+}
+
+/** Token length of each text as the filter runs it (BLIP's tokenizer, capped at the filter's max length). */
+export async function textLengths(filterDir: string): Promise<(texts: readonly string[]) => number[]> {
+  const manifest = await readManifest(filterDir);
+  const tokenizer = await BertTokenizer.fromDir(filterDir, manifest.specialIds);
+  return (texts) =>
+    texts.map(
+      (t) =>
+        encodeForItm(tokenizer, t, { maxLength: CAPFILT_FILTER.maxTextLength, firstToken: 'cls' }).inputIds
+          .length,
+    );
 }

@@ -4,14 +4,17 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import sharp from 'sharp';
 import { Captioner } from '../src/captioner/captioner.js';
+import { CAPFILT_DECODING } from '../src/core/defaults.js';
 import { runOptions } from '../src/core/options.js';
 import { Filter } from '../src/filter/filter.js';
 import { Storage } from '../src/io/storage/storage.js';
 import type { RandomPreset } from '../src/model/convert/random.js';
 import type { CaptionEngine, FilterEngine } from '../src/pipeline/engines.js';
 import { runLocal } from '../src/pipeline/local-runner.js';
-import { benchModels } from './models.js';
-import { peakRssMiB, printTable, type Row, writeResult } from './report.js';
+import { measureCeiling } from './ceiling.js';
+import { captionWorkGflop, filterWorkGflop } from './flops.js';
+import { benchModels, textLengths } from './models.js';
+import { machineLine, peakRssMiB, printTable, type Row, writeResult } from './report.js';
 
 sharp.cache(false);
 
@@ -48,12 +51,19 @@ async function makeDataset(n: number): Promise<string> {
   return manifest;
 }
 
-/** Wraps the engines to add up the wall time spent inside model calls. */
+/** Wraps the engines to add up the wall time spent inside model calls, and the GFLOP they did. */
 function timed(
   captioner: Captioner,
   filter: Filter,
-): { engines: { captioner: CaptionEngine; filter: FilterEngine }; modelMs: () => number } {
+  lengthsOf: (texts: readonly string[]) => number[],
+): {
+  engines: { captioner: CaptionEngine; filter: FilterEngine };
+  modelMs: () => number;
+  gflop: () => number;
+} {
   let ms = 0;
+  let gflop = 0;
+  const prompt = captioner.promptIds(CAPFILT_DECODING.prompt).length;
   const captionEngine: CaptionEngine = {
     modelId: captioner.modelId,
     manifest: captioner.manifest,
@@ -61,7 +71,10 @@ function timed(
     caption: async (s, o) => {
       const t = performance.now();
       try {
-        return await captioner.caption(s, o);
+        const captions = await captioner.caption(s, o);
+        const lengths = captions.flat().map((c) => c.tokenIds.length);
+        gflop += captionWorkGflop(captioner.manifest, s.length, prompt, lengths);
+        return captions;
       } finally {
         ms += performance.now() - t;
       }
@@ -74,13 +87,19 @@ function timed(
     score: async (s, o) => {
       const t = performance.now();
       try {
-        return await filter.score(s, o);
+        const scores = await filter.score(s, o);
+        gflop += filterWorkGflop(filter.manifest, s.length, lengthsOf(s.flatMap((x) => x.texts)));
+        return scores;
       } finally {
         ms += performance.now() - t;
       }
     },
   };
-  return { engines: { captioner: captionEngine, filter: filterEngine }, modelMs: () => ms };
+  return {
+    engines: { captioner: captionEngine, filter: filterEngine },
+    modelMs: () => ms,
+    gflop: () => gflop,
+  };
 }
 
 /** A comparison figure, and where it comes from (bench/baselines/*.json). */
@@ -89,6 +108,9 @@ interface Baseline {
   secondsPerImage: number;
   appliesTo: { preset: RandomPreset; device: string };
   source: string;
+  /** When and on what it was measured, as its file says. */
+  measured?: string;
+  machine?: string;
 }
 
 const DEFAULT_BASELINE = join(import.meta.dirname, 'baselines', 'hf-transformers-4.40-cpu.json');
@@ -101,6 +123,7 @@ function loadBaseline(file: string | undefined, seconds: string | undefined, pre
       secondsPerImage: Number(seconds),
       appliesTo: { preset: preset as RandomPreset, device: 'cpu' },
       source: 'command line',
+      measured: 'not stated (given on the command line)',
     };
   }
   return JSON.parse(readFileSync(file ?? DEFAULT_BASELINE, 'utf8')) as Baseline;
@@ -126,7 +149,10 @@ export async function main(args: string[]): Promise<void> {
   const presets = (values.presets as string).split(',') as RandomPreset[];
   const baseline = loadBaseline(values.baseline, values['baseline-s-per-image'], presets.at(-1) ?? 'base');
   process.stdout.write(
-    `comparing with ${baseline.name}: ${baseline.secondsPerImage} s/image (${baseline.appliesTo.preset} preset; source: ${baseline.source})\n`,
+    `comparing with ${baseline.name}: ${baseline.secondsPerImage} s/image (${baseline.appliesTo.preset} preset)\n` +
+      `  measured: ${baseline.measured ?? 'not stated'}; on: ${baseline.machine ?? 'not stated'}\n` +
+      `  source: ${baseline.source}\n` +
+      '  (a figure from another day and machine: vs_baseline is only as good as that; the ceiling columns are from this run)\n',
   );
   const batchSize = Number(values['batch-size']);
   const rows: Row[] = [];
@@ -152,14 +178,16 @@ export async function main(args: string[]): Promise<void> {
       log: () => {},
     };
     // Warm-up run on a few pairs: onnxruntime allocations, kernel choice, sharp/libvips start.
-    const warm = timed(captioner, filter);
+    const lengthsOf = await textLengths(models.filter);
+    const warm = timed(captioner, filter, lengthsOf);
     const warmOut = join(CACHE, `out-warm-${preset}`);
     await rm(warmOut, { recursive: true, force: true });
     await runLocal({ ...base, engines: warm.engines, input: await makeDataset(batchSize), output: warmOut });
 
     const out = join(CACHE, `out-${preset}`);
     await rm(out, { recursive: true, force: true });
-    const t = timed(captioner, filter);
+    const t = timed(captioner, filter, lengthsOf);
+    const ceiling = await measureCeiling(Number(values.threads));
     const t0 = performance.now();
     const result = await runLocal({ ...base, engines: t.engines, input: manifest, output: out });
     const e2eMs = performance.now() - t0;
@@ -184,6 +212,11 @@ export async function main(args: string[]): Promise<void> {
       decode_s_overlapped: stages.decode / 1000,
       write_s: stages.write / 1000,
       overhead_pct: ((e2eMs - modelMs) / modelMs) * 100,
+      gflop_per_img: t.gflop() / n,
+      ceiling_gflops: ceiling.gflops,
+      // The models' GFLOP/s over the fp32 GEMM ceiling measured just before this run.
+      model_of_ceiling: t.gflop() / (modelMs / 1000) / ceiling.gflops,
+      e2e_of_ceiling: t.gflop() / (e2eMs / 1000) / ceiling.gflops,
       // Only meaningful for the model size and device the baseline was measured at.
       vs_baseline:
         preset === baseline.appliesTo.preset && values.device === baseline.appliesTo.device
@@ -197,6 +230,7 @@ export async function main(args: string[]): Promise<void> {
     'capfilt run, end to end (JSONL manifest of local JPEGs, nucleus, 1 caption, ITM web + synthetic)',
     rows,
   );
+  process.stdout.write(`${machineLine()}\n`);
   const file = writeResult('pipeline', { rows, baseline, peakRssMiB: peakRssMiB() });
   process.stdout.write(`\nwrote ${file}\n`);
 }
