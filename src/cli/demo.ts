@@ -56,6 +56,8 @@ export function registerDemo(program: Command): void {
         ...['--captioner', models.captioner, '--filter', models.filter],
         ...['--shard-size', '8', '--num-captions', '2', '--overwrite'],
         ...['--human', join(root, 'examples/human/annotations.jsonl')],
+        // The manifest names its images as ../images/…: outside its own folder, so allowed explicitly.
+        ...['--allow-root', join(root, 'examples')],
       ],
       { from: 'user' },
     );

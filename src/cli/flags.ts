@@ -3,6 +3,7 @@
  * meaning everywhere, and its default comes from core/defaults.ts. Old names are kept as hidden
  * aliases (accepted, not shown in --help) for scripts written against earlier releases.
  */
+import { resolve } from 'node:path';
 import { type Command, InvalidArgumentError, Option } from 'commander';
 import {
   CAPFILT_DECODING,
@@ -262,6 +263,8 @@ export interface InputFlags extends S3Flags {
   fetchRetries: number;
   fetchConcurrency: number;
   allowPrivateNetwork?: boolean;
+  allowRoot?: string[];
+  allowBucket?: string[];
 }
 
 /** How inputs are read, fetched and decoded, and how shards are written (run, produce, schedule). */
@@ -287,7 +290,12 @@ export function addInputFlags(cmd: Command): Command {
     .option('--max-pixels <n>', 'refuse images with more pixels (decompression bombs)', intArg, l.maxPixels)
     .option('--max-bytes <n>', 'refuse images larger than this many bytes', intArg, l.maxBytes)
     .option('--decode-timeout <ms>', 'image decode time budget (0: none)', intArg, l.decodeTimeoutMs)
-    .option('--fetch-timeout <ms>', 'http(s) image download timeout per attempt', intArg, l.fetchTimeoutMs)
+    .option(
+      '--fetch-timeout <ms>',
+      'image read timeout: per http(s) attempt; for local files and S3, without a byte',
+      intArg,
+      l.fetchTimeoutMs,
+    )
     .option(
       '--fetch-retries <n>',
       'extra http(s) attempts on network errors, 429 and 5xx',
@@ -295,7 +303,12 @@ export function addInputFlags(cmd: Command): Command {
       l.fetchRetries,
     )
     .option('--fetch-concurrency <n>', 'images fetched and decoded at once', intArg, l.concurrency)
-    .option('--allow-private-network', 'let image URLs reach loopback/private/link-local addresses');
+    .option('--allow-private-network', 'let image URLs reach loopback/private/link-local addresses')
+    .option(
+      '--allow-root <dir...>',
+      "local folders image references may read besides the input's own (none for an S3 input)",
+    )
+    .option('--allow-bucket <name...>', "S3 buckets image references may read besides the input's own");
   // `--concurrency` meant this in `run`, and shard jobs in flight in `worker`: one name, one meaning now.
   addAlias(cmd, '--concurrency <n>', 'fetchConcurrency', intArg);
   return addS3Flags(cmd);
@@ -339,6 +352,7 @@ export function runOptionsFromFlags(o: RunOptionFlags): RunOptions {
       concurrency: o.fetchConcurrency,
     },
     output: { compression: o.gzip ? 'gzip' : 'none' },
+    sources: { localRoots: (o.allowRoot ?? []).map((r) => resolve(r)), s3Buckets: o.allowBucket ?? [] },
     batchSize: o.batchSize,
   });
 }

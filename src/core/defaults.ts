@@ -10,6 +10,7 @@ import type {
   InputOptions,
   OutputOptions,
   RunOptions,
+  SourcePolicy,
 } from './types.js';
 
 /**
@@ -117,6 +118,12 @@ export const DEFAULT_LIMITS: FetchLimits = {
 export const DEFAULT_OUTPUT: OutputOptions = { compression: 'none' };
 
 /**
+ * What image references may read beyond the run's own inputs (whose folder or bucket is added at
+ * entry): nothing. `--allow-root` and `--allow-bucket` widen it.
+ */
+export const DEFAULT_SOURCES: SourcePolicy = { localRoots: [], s3Buckets: [] };
+
+/**
  * Decoder rows (images × captions or beams) and ITM images per model call; the same for `run`,
  * `produce` and `schedule` (a worker may override it for its own calls).
  * @defaultValue 16
@@ -130,6 +137,7 @@ export const DEFAULT_RUN_OPTIONS: RunOptions = {
   input: DEFAULT_INPUT,
   limits: DEFAULT_LIMITS,
   output: DEFAULT_OUTPUT,
+  sources: DEFAULT_SOURCES,
   batchSize: DEFAULT_BATCH_SIZE,
 };
 

@@ -8,6 +8,7 @@ export type RejectReason =
   | 'missing_object'
   | 'download_failed'
   | 'blocked_url'
+  | 'blocked_source'
   | 'undecodable'
   | 'too_large'
   | 'timeout'
@@ -101,8 +102,42 @@ export class BadInputError extends CapfiltError {
 
 /** An object larger than the byte cap it was read under. */
 export class TooLargeError extends CapfiltError {
-  constructor(uri: string, size: number, max: number) {
-    super('too_large', `${uri}: ${size} bytes > cap ${max}`);
+  /** `size` null: the object was cut off while being read, its real size unknown. */
+  constructor(uri: string, size: number | null, max: number) {
+    super(
+      'too_large',
+      size === null ? `${uri}: more than ${max} bytes (cap)` : `${uri}: ${size} bytes > cap ${max}`,
+    );
+  }
+}
+
+/**
+ * A location the run's source policy does not allow (another root, bucket or scheme, a link out
+ * of the root, a device, FIFO or socket): refused before anything is opened or asked, so the
+ * answer says nothing about what is there.
+ */
+export class BlockedSourceError extends CapfiltError {
+  readonly uri: string;
+  constructor(uri: string, why: string) {
+    super('blocked_source', `${uri}: ${why}`);
+    this.uri = uri;
+  }
+}
+
+/** A read (local file, S3 object or stream) that did not finish within its time limit. */
+export class ReadTimeoutError extends CapfiltError {
+  constructor(uri: string, timeoutMs: number, what = 'read') {
+    super('timeout', `${uri}: ${what} did not finish within ${timeoutMs} ms`);
+  }
+}
+
+/**
+ * A queued job or run record that does not fit its schema (a forged or corrupted payload): it
+ * fails once, without retries, and nothing it names is read or written.
+ */
+export class InvalidJobError extends CapfiltError {
+  constructor(message: string) {
+    super('invalid_job', message);
   }
 }
 
@@ -112,7 +147,9 @@ export function isPermanent(err: unknown): err is CapfiltError {
     err instanceof NotFoundError ||
     err instanceof UsageError ||
     err instanceof ModelError ||
-    err instanceof BadInputError
+    err instanceof BadInputError ||
+    err instanceof BlockedSourceError ||
+    err instanceof InvalidJobError
   );
 }
 

@@ -9,6 +9,7 @@ export function runOptions(
     input?: Partial<RunOptions['input']>;
     limits?: Partial<RunOptions['limits']>;
     output?: Partial<RunOptions['output']>;
+    sources?: Partial<RunOptions['sources']>;
     batchSize?: number;
   } = {},
 ): RunOptions {
@@ -19,6 +20,7 @@ export function runOptions(
     input: { ...d.input, ...overrides.input },
     limits: { ...d.limits, ...overrides.limits },
     output: { ...d.output, ...overrides.output },
+    sources: { ...d.sources, ...overrides.sources },
     batchSize: overrides.batchSize ?? d.batchSize,
   };
 }

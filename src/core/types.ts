@@ -222,6 +222,19 @@ export interface OutputOptions {
   compression: 'none' | 'gzip';
 }
 
+/**
+ * Which image references a run may read, decided once at entry and recorded with the run (a
+ * queued run's workers apply the recorded value). At entry the run's own inputs are added: a local
+ * input's folder to `localRoots`, an S3 input's bucket to `s3Buckets`. http(s) URLs are always
+ * allowed, behind the private-address guard. Anything else is rejected as `blocked_source`.
+ */
+export interface SourcePolicy {
+  /** Absolute local folders whose regular files (real paths, symlinks resolved) references may name. */
+  localRoots: string[];
+  /** S3 buckets whose objects references may name. */
+  s3Buckets: string[];
+}
+
 /** Every option of a run, parsed once by the CLI, stored with a queued run, written into records. */
 export interface RunOptions {
   decoding: DecodingOptions;
@@ -229,6 +242,7 @@ export interface RunOptions {
   input: InputOptions;
   limits: FetchLimits;
   output: OutputOptions;
+  sources: SourcePolicy;
   /** Samples per model call. */
   batchSize: number;
 }

@@ -85,16 +85,26 @@ export function relativeUri(root: string, uri: string): string {
   return baseName(uri);
 }
 
-/** Whether `uri` is `folder` or lies below it (both local, or both in one S3 bucket). */
+/**
+ * Whether `uri` is `folder` or lies below it, judged on parsed locations: a local path resolved
+ * (`..` and all), an S3 key under the folder's prefix in the same bucket (a `..` segment never
+ * is: some stores normalise it), a URL under the folder's URL. Lexical: where links lead is the
+ * local backend's business.
+ */
 export function isInside(uri: string, folder: string): boolean {
   const a = parseLocation(uri);
   const b = parseLocation(folder);
   if (a.kind === 'local' && b.kind === 'local') {
     const rel = relative(b.path, a.path);
-    return rel === '' || (!rel.startsWith('..') && !isAbsolute(rel));
+    return rel === '' || (rel !== '..' && !rel.startsWith(`..${sep}`) && !isAbsolute(rel));
   }
   if (a.kind === 's3' && b.kind === 's3' && a.bucket === b.bucket) {
-    return folderPrefix(a.key).startsWith(folderPrefix(b.key));
+    return !a.key.split('/').includes('..') && folderPrefix(a.key).startsWith(folderPrefix(b.key));
+  }
+  if (a.kind === 'http' && b.kind === 'http') {
+    const u = new URL(a.url).href;
+    const base = new URL(b.url).href;
+    return u === base || u.startsWith(base.endsWith('/') ? base : `${base}/`);
   }
   return false;
 }

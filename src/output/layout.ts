@@ -1,5 +1,6 @@
 /** Names of the files in a capfilt output folder: they derive from shard ids alone. */
 import type { OutputOptions } from '../core/types.js';
+import { validateId } from '../core/validate.js';
 import { joinUri } from '../io/location.js';
 import { MARKER_SUFFIX, SUMMARY_NAME } from '../io/readers/formats.js';
 
@@ -10,12 +11,17 @@ export interface ShardOutputNames {
   stats: string;
 }
 
-/** Output names derive from the shard id alone, so a rerun or a redelivered job overwrites, never duplicates. */
+/**
+ * Output names derive from the shard id alone, so a rerun or a redelivered job overwrites, never
+ * duplicates. The id is checked first: one that could form a path (`../`, a separator, a leading
+ * dot) never names a file, so every name stays directly inside `output`.
+ */
 export function shardOutputNames(
   output: string,
   shardId: string,
   compression: Compression = 'none',
 ): ShardOutputNames {
+  validateId(shardId, 'shard id');
   return {
     data: joinUri(output, `part-${shardId}.jsonl${compression === 'gzip' ? '.gz' : ''}`),
     stats: joinUri(output, `part-${shardId}${MARKER_SUFFIX}`),

@@ -3,6 +3,7 @@ import { errorMessage } from '../core/errors.js';
 import type { RunOptions, ShardStats } from '../core/types.js';
 import { validateRunOptions } from '../core/validate.js';
 import { Filter } from '../filter/filter.js';
+import { sourcePolicyFor } from '../io/sources.js';
 import type { Storage } from '../io/storage/storage.js';
 import { completedShardStats } from '../output/completion.js';
 import { removeSummary, type SummaryFile, summaryUri, writeSummary } from '../output/summary.js';
@@ -131,8 +132,12 @@ function progressFor(p: LocalRunParams, planned: readonly PlannedShard[]): Progr
  * `capfilt run` on one machine: plan shards, skip completed ones (unless overwrite), process the
  * rest one by one with decode prefetch, and write _summary.json once every shard is complete.
  */
-export async function runLocal(p: LocalRunParams): Promise<LocalRunResult> {
-  validateRunOptions(p.options);
+export async function runLocal(params: LocalRunParams): Promise<LocalRunResult> {
+  validateRunOptions(params.options);
+  // The run's sources: its inputs' own folders or buckets, plus what its options add.
+  const inputs = [params.input, ...(params.human ?? [])];
+  const sources = await sourcePolicyFor(params.storage, inputs, params.options.sources);
+  const p: LocalRunParams = { ...params, options: { ...params.options, sources } };
   const t0 = performance.now();
   const log = p.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const planned = await planRun(p.storage, {

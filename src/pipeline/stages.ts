@@ -3,7 +3,14 @@
  * BullMQ workers compose these same functions; none of them knows about queues or progress bars.
  */
 import pMap from 'p-map';
-import { errorMessage, NotFoundError, SampleError, TooLargeError } from '../core/errors.js';
+import {
+  BlockedSourceError,
+  errorMessage,
+  NotFoundError,
+  ReadTimeoutError,
+  SampleError,
+  TooLargeError,
+} from '../core/errors.js';
 import { recordOptions } from '../core/options.js';
 import type {
   CaptionedSample,
@@ -46,6 +53,9 @@ function rejectionOf(key: string, err: unknown): Rejection {
   if (err instanceof SampleError) return { reason: err.reason, message: err.message };
   if (err instanceof NotFoundError) return { reason: 'missing_object', message: `${key}: ${err.message}` };
   if (err instanceof TooLargeError) return { reason: 'too_large', message: `${key}: ${err.message}` };
+  if (err instanceof BlockedSourceError)
+    return { reason: 'blocked_source', message: `${key}: ${err.message}` };
+  if (err instanceof ReadTimeoutError) return { reason: 'timeout', message: `${key}: ${err.message}` };
   return { reason: 'download_failed', message: `${key}: ${errorMessage(err)}` };
 }
 
@@ -54,8 +64,12 @@ async function imageBytes(pair: PairRef, ctx: StageContext): Promise<Buffer> {
   if (!image) throw new SampleError(pair.key, 'missing_image', 'no image reference');
   if (image.kind === 'inline')
     return Buffer.from(image.bytes.buffer, image.bytes.byteOffset, image.bytes.byteLength);
-  // The run's limits: http(s) reads honour all of them, S3 and local reads the byte cap.
-  return ctx.storage.read(image.uri, { key: pair.key, limits: ctx.options.limits });
+  // The run's limits and source policy: a reference outside the run's sources is never opened.
+  return ctx.storage.read(image.uri, {
+    key: pair.key,
+    limits: ctx.options.limits,
+    sources: ctx.options.sources,
+  });
 }
 
 function sameImageSpec(ctx: StageContext): boolean {

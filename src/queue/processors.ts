@@ -4,11 +4,13 @@
  * inline in Redis when small, as spill files otherwise.
  */
 import { type Job, UnrecoverableError } from 'bullmq';
+import { InvalidJobError } from '../core/errors.js';
 import type { RunOptions } from '../core/types.js';
 import type { Storage } from '../io/storage/storage.js';
 import type { QueueContext } from './context.js';
 import { queueName, type Stage, shardJobId } from './names.js';
-import { type ProduceJobData, type ProduceResult, produceRun, type ShardJobData } from './produce.js';
+import { checkCarried, checkRunRecord, checkShardInRun, parseProduceJob, parseShardJob } from './payloads.js';
+import { type ProduceResult, produceRun, type ShardJobData } from './produce.js';
 import type { RunRecord } from './runs.js';
 import { type Carried, carry, discard, spillUri, unwrap } from './spill.js';
 import {
@@ -22,16 +24,22 @@ import {
 } from './stages.js';
 import { writeRunSummary } from './summary.js';
 
-/** The run's options as produce recorded them, cached per process. */
+/** The run's options as produce recorded them, checked against the run schema, cached per process. */
 export class RunCache {
   readonly #runs = new Map<string, RunRecord<RunOptions>>();
   constructor(private readonly ctx: QueueContext) {}
   async get(runId: string): Promise<RunRecord<RunOptions>> {
     const hit = this.#runs.get(runId);
     if (hit) return hit;
-    const run = await this.ctx.runs.get<RunOptions>(runId);
+    const stored = await this.ctx.runs.get<unknown>(runId).catch((err: unknown) => {
+      // A hash whose JSON fields do not parse was not written by produce.
+      if (err instanceof SyntaxError)
+        throw new InvalidJobError(`invalid run record ${runId}: ${err.message}`);
+      throw err;
+    });
     // Without its run record a job cannot know its options: retrying will not help.
-    if (!run) throw new UnrecoverableError(`run ${runId} is not recorded in Redis`);
+    if (!stored) throw new UnrecoverableError(`run ${runId} is not recorded in Redis`);
+    const run = checkRunRecord(stored);
     if (this.#runs.size > 64) this.#runs.delete(this.#runs.keys().next().value as string);
     this.#runs.set(runId, run);
     return run;
@@ -62,16 +70,33 @@ export function firingStamp(job: Pick<Job, 'id' | 'timestamp'>): string {
 }
 
 /** The value a shard job's child returned; children have deterministic ids, so the key is exact. */
-async function childValue<T>(pc: ProcessorContext, job: Job, data: ShardJobData, stage: Stage): Promise<T> {
+/**
+ * The result a shard job's child returned (children have deterministic ids, so the key is exact);
+ * a spilled one must name the file that child's own stage writes.
+ */
+async function childValue<T>(
+  pc: ProcessorContext,
+  job: Job,
+  { data, run }: { data: ShardJobData; run: RunRecord<RunOptions> },
+  stage: Stage,
+): Promise<Carried<T>> {
   const key = pc.ctx.queue(stage).toKey(shardJobId(data.runId, data.shard.id, stage));
-  const values = await job.getChildrenValues<T>();
+  const values = await job.getChildrenValues<unknown>();
   if (!(key in values)) throw new Error(`missing result of the ${stage} stage (${queueName(stage)} job)`);
-  return values[key];
+  return checkCarried<T>(
+    values[key],
+    spillUri(run.output, run.runId, stage, data.shard.id),
+    `${job.name} job`,
+  );
 }
 
+/** A shard job's data and run, both checked: nothing a forged job names is read or written. */
 async function shardJob(pc: ProcessorContext, job: Job) {
-  const data = job.data as ShardJobData;
-  return { data, run: await pc.runs.get(data.runId) };
+  const what = `${job.name} job ${job.id ?? ''}`.trim();
+  const data = parseShardJob(job.data, what);
+  const run = await pc.runs.get(data.runId);
+  checkShardInRun(data, run, what);
+  return { data, run };
 }
 
 function carryResult<T>(pc: ProcessorContext, stage: Stage, data: ShardJobData, run: RunRecord, value: T) {
@@ -80,7 +105,7 @@ function carryResult<T>(pc: ProcessorContext, stage: Stage, data: ShardJobData, 
 
 /** A scheduled firing: a new run (or none, when the schedule's previous run is still going). */
 export async function produceJob(pc: ProcessorContext, job: Job): Promise<ProduceResult> {
-  const data = job.data as ProduceJobData;
+  const data = parseProduceJob(job.data);
   const runId = `${data.runPrefix ?? data.scheduleId ?? 'run'}-${firingStamp(job)}`;
   const result = await produceRun(pc.ctx, pc.storage, { ...data, runId });
   pc.log(
@@ -98,7 +123,7 @@ export async function captionJob(pc: ProcessorContext, job: Job): Promise<Carrie
 
 export async function filterJob(pc: ProcessorContext, job: Job): Promise<FilterJobValue> {
   const { data, run } = await shardJob(pc, job);
-  const captioned = await childValue<Carried<CaptionStageResult>>(pc, job, data, 'caption');
+  const captioned = await childValue<CaptionStageResult>(pc, job, { data, run }, 'caption');
   const result = await filterStage(
     pc.storage,
     data.shard,
@@ -117,7 +142,16 @@ export async function fusedJob(pc: ProcessorContext, job: Job): Promise<Carried<
 
 /** Writes the shard's output, then counts it in its run; spill files go only after that. */
 async function writeShard(pc: ProcessorContext, job: Job, data: ShardJobData, run: RunRecord<RunOptions>) {
-  const value = await childValue<FilterJobValue>(pc, job, data, run.mode === 'fused' ? 'fused' : 'filter');
+  const value = (await childValue<ModelStageResult>(
+    pc,
+    job,
+    { data, run },
+    run.mode === 'fused' ? 'fused' : 'filter',
+  )) as FilterJobValue;
+  const captionSpill = spillUri(run.output, run.runId, 'caption', data.shard.id);
+  if (value.captionSpill !== undefined && value.captionSpill !== captionSpill) {
+    throw new InvalidJobError(`invalid write job: the captions' spill file must be ${captionSpill}`);
+  }
   const { stats, summary } = await writeStage(pc.storage, run, data.shard, await unwrap(pc.storage, value));
   await pc.ctx.runs.recordFingerprint(run.output, data.shard.id, data.fingerprint);
   // Counted once per shard even if this job is delivered twice.

@@ -1,16 +1,17 @@
 import { randomBytes } from 'node:crypto';
 import type { FlowJob } from 'bullmq';
 import pMap from 'p-map';
-import { NotFoundError, UsageError } from '../core/errors.js';
+import { NotFoundError } from '../core/errors.js';
 import type { RunOptions, ShardRef } from '../core/types.js';
-import { validateRunOptions } from '../core/validate.js';
+import { validateId, validateRunOptions } from '../core/validate.js';
+import { sourcePolicyFor } from '../io/sources.js';
 import type { Storage } from '../io/storage/storage.js';
 import { isShardComplete } from '../output/completion.js';
 import { planRun } from '../pipeline/plan.js';
 import type { QueueContext } from './context.js';
 import { shardFingerprint } from './fingerprint.js';
 import { DEFAULT_SHARD_JOB_POLICY, type ShardJobPolicy, shardJobOptions } from './job-options.js';
-import { queueName, sanitizeId, shardJobId } from './names.js';
+import { queueName, shardJobId } from './names.js';
 import type { RunMode } from './runs.js';
 
 /** What a shard job carries: a reference to the shard, never its bytes. */
@@ -107,7 +108,7 @@ export async function produceRun(
 ): Promise<ProduceResult> {
   validateRunOptions(req.options);
   const runId = req.runId ?? newRunId();
-  if (sanitizeId(runId) !== runId) throw new UsageError(`run id must match [A-Za-z0-9._-]+ (got ${runId})`);
+  validateId(runId, 'run id');
   const existing = await ctx.runs.get<RunOptions>(runId);
   if (!existing && req.scheduleId) {
     // A firing while the schedule's previous run is still going would enqueue that run's
@@ -117,7 +118,11 @@ export async function produceRun(
   }
   // Producing a run again (a crashed producer, a retried produce job) re-adds only what is
   // missing: job ids are derived from run + shard, so BullMQ ignores flows it already holds.
-  const options = existing?.options ?? req.options;
+  // Decided once, recorded with the run: the inputs' own folders or buckets, plus what the options add.
+  const options = existing?.options ?? {
+    ...req.options,
+    sources: await sourcePolicyFor(storage, [req.input, ...(req.human ?? [])], req.options.sources),
+  };
   const planned = await planRun(storage, {
     input: req.input,
     output: req.output,

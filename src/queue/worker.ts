@@ -1,13 +1,13 @@
 import { hostname } from 'node:os';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
-import { errorMessage } from '../core/errors.js';
+import { errorMessage, InvalidJobError } from '../core/errors.js';
 import { Storage } from '../io/storage/storage.js';
 import { createRedis } from './connection.js';
 import type { QueueContext } from './context.js';
 import { type LockPolicy, lockPolicy, toJobError } from './job-options.js';
 import { queueName, type Stage } from './names.js';
+import { shardIdsOf } from './payloads.js';
 import { PROCESSORS, type ProcessorContext, RunCache } from './processors.js';
-import type { ShardJobData } from './produce.js';
 import { type EngineSpec, loadEngines } from './stages.js';
 
 export interface WorkerPoolOptions {
@@ -73,10 +73,10 @@ async function runJob(pc: ProcessorContext, stage: Stage, job: Job): Promise<unk
   } catch (err) {
     const jobErr = toJobError(err);
     const final = jobErr instanceof UnrecoverableError || job.attemptsMade + 1 >= (job.opts.attempts ?? 1);
-    const data = job.data as Partial<ShardJobData>;
-    if (final && data.runId && data.shard) {
-      await pc.ctx.runs.markShardFailed(data.runId, data.shard.id, `${stage}: ${errorMessage(err)}`);
-    }
+    // A payload that failed its schema names no run this worker may touch: its job's failure says why.
+    const ids = err instanceof InvalidJobError ? null : shardIdsOf(job.data);
+    if (final && ids)
+      await pc.ctx.runs.markShardFailed(ids.runId, ids.shardId, `${stage}: ${errorMessage(err)}`);
     throw jobErr;
   }
 }
@@ -89,10 +89,10 @@ function onFailed(pc: ProcessorContext, stage: Stage, job: Job | undefined, err:
   pc.log(
     `capfilt: ${stage} job ${job?.id ?? '?'} failed (attempt ${job?.attemptsMade ?? '?'}): ${err.message}`,
   );
-  const data = job?.data as Partial<ShardJobData> | undefined;
-  if (job?.finishedOn && /stalled/.test(err.message) && data?.runId && data.shard) {
+  const ids = shardIdsOf(job?.data);
+  if (job?.finishedOn && /stalled/.test(err.message) && ids) {
     pc.ctx.runs
-      .markShardFailed(data.runId, data.shard.id, `${stage}: ${err.message}`)
+      .markShardFailed(ids.runId, ids.shardId, `${stage}: ${err.message}`)
       .catch((e: unknown) => pc.log(`capfilt: could not record the failure: ${errorMessage(e)}`));
   }
 }

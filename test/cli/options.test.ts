@@ -66,6 +66,6 @@ describe('bad run options fail at once, before any work (real redis-server)', ()
       fails(['score', '--filter', dir, '--image', image, '--text', 't', '--max-text-length', '1']),
     ]);
     expect(caption).toBe('capfilt: --top-p must be in (0, 1]\n');
-    expect(score).toBe('capfilt: --max-text-length must be at least 2 tokens\n');
+    expect(score).toBe('capfilt: --max-text-length must be in [2, 512] tokens\n');
   });
 });

@@ -93,6 +93,9 @@ describe('capfilt run (child process)', () => {
     '6',
     '--progress',
     'plain',
+    // The manifest names the examples' images by absolute path, outside its own folder.
+    '--allow-root',
+    EXAMPLES,
   ];
 
   it('SIGKILL mid-shard, rerun: complete output, every pair exactly once', async () => {

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { parentUri, parseLocation, resolveRef } from '../../src/io/location.js';
+import { isInside, parentUri, parseLocation, resolveRef } from '../../src/io/location.js';
 
 describe('parseLocation / resolveRef', () => {
   it('tells S3, http and local apart', () => {
@@ -19,5 +19,21 @@ describe('parseLocation / resolveRef', () => {
     expect(resolveRef('http://h/x.png', '/d/m.jsonl')).toBe('http://h/x.png');
     expect(resolveRef('s3://o/k.png', '/d/m.jsonl')).toBe('s3://o/k.png');
     expect(parentUri('s3://b/x/y/z.tar')).toBe('s3://b/x/y');
+  });
+
+  it('isInside judges parsed locations, whole segments, never `..`', () => {
+    expect(isInside('/data/in/a/b.tar', '/data/in')).toBe(true);
+    expect(isInside('/data/input.jsonl', '/data/in')).toBe(false);
+    expect(isInside('/data/in/../x', '/data/in')).toBe(false);
+    expect(isInside('s3://b/in/x.tar', 's3://b/in')).toBe(true);
+    expect(isInside('s3://b/in', 's3://b/in')).toBe(true);
+    expect(isInside('s3://b/inner/x.tar', 's3://b/in')).toBe(false);
+    expect(isInside('s3://c/in/x.tar', 's3://b/in')).toBe(false);
+    expect(isInside('s3://b/in/../secret', 's3://b/in')).toBe(false);
+    expect(isInside('/data/in/x', 's3://b/in')).toBe(false);
+    expect(isInside('https://h/d/x.tar', 'https://h/d')).toBe(true);
+    expect(isInside('https://h/dx/x.tar', 'https://h/d')).toBe(false);
+    expect(isInside('/data/in', '/data/in')).toBe(true);
+    expect(isInside('/anything', '/')).toBe(true);
   });
 });

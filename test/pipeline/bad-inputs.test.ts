@@ -6,9 +6,11 @@ import { join } from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
+import { DEFAULT_SOURCES } from '../../src/core/defaults.js';
 import { runOptions } from '../../src/core/options.js';
 import type { OutputRecord } from '../../src/core/types.js';
 import { Filter } from '../../src/filter/filter.js';
+import { sourcePolicyFor } from '../../src/io/sources.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { planShards } from '../../src/pipeline/plan.js';
 import { processShard } from '../../src/pipeline/shard.js';
@@ -61,6 +63,8 @@ describe('bad inputs: every pair accounted for with the right reason', () => {
       input: { shardSize },
       batchSize: 4,
       limits: { decodeTimeoutMs: 20_000, allowPrivateNetwork, fetchRetries: 1 },
+      // As runLocal decides it: the input's own folder or bucket.
+      sources: await sourcePolicyFor(storage, [input], DEFAULT_SOURCES),
     });
     const records: OutputRecord[] = [];
     for (const { shard } of await planShards(storage, input, { shardSize })) {

@@ -38,7 +38,13 @@ describe('local runner', () => {
       captioner: await Captioner.load(models.captioner, { batchSize: 4 }),
       filter: await Filter.load(models.filter, { batchSize: 4 }),
     };
-    options = runOptions({ input: { shardSize: 5 }, batchSize: 4, decoding: { numCaptions: 2 } });
+    options = runOptions({
+      input: { shardSize: 5 },
+      batchSize: 4,
+      decoding: { numCaptions: 2 },
+      // The examples' manifest names its images as ../images/…, outside its own folder.
+      sources: { localRoots: [EXAMPLES] },
+    });
   });
   afterAll(async () => {
     await engines?.captioner.close();

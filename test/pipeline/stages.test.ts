@@ -38,7 +38,8 @@ describe('loadSamples', () => {
       text: 'a caption',
       meta: {},
     };
-    const [sample] = await loadSamples([pair], { storage, options: runOptions(), captioner, filter });
+    const options = runOptions({ sources: { localRoots: [join(FIXTURE, 'images')] } });
+    const [sample] = await loadSamples([pair], { storage, options, captioner, filter });
     expect(sample.rejection).toBeUndefined();
     expect(sample.filterPixels).toBe(sample.captionerPixels);
     const expected = captioner.pixels(await decodeImage(readFileSync(path), 'k'));

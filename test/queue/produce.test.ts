@@ -51,8 +51,12 @@ describe('produce', () => {
     expect(await ctx.queue('write').getJobCounts('waiting-children')).toEqual({ 'waiting-children': 2 });
     const run = await ctx.runs.get('a');
     expect(run).toMatchObject({ shardsTotal: 2, shardsSkipped: 0, mode: 'split' });
-    // The run carries its options, so workers apply exactly these.
-    expect(run?.options).toEqual(runOptions());
+    // The run carries its options, so workers apply exactly these, with the source policy decided
+    // for it: its input's own folder.
+    expect(run?.options).toEqual({
+      ...runOptions(),
+      sources: { localRoots: [join(dir, 'in')], s3Buckets: [] },
+    });
     const job = await ctx.queue('caption').getJob('a.caption.0');
     expect(job?.data).toMatchObject({ runId: 'a', shard: { id: '0', format: 'webdataset' } });
     expect(JSON.stringify(job?.data).length).toBeLessThan(1_000);

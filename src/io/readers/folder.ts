@@ -3,6 +3,7 @@ import type { PairRef, ShardRef } from '../../core/types.js';
 import type { ObjectInfo, Storage } from '../storage/storage.js';
 import { outsideOutputs } from './formats.js';
 import { invalidJson } from './row.js';
+import { MAX_ROW_BYTES } from './text.js';
 import { IMAGE_EXTENSIONS } from './webdataset.js';
 
 function stemOf(relPath: string): string {
@@ -54,10 +55,12 @@ export async function* readFolder(storage: Storage, shard: ShardRef): AsyncGener
     const txt = byPath.get(`${stem}.txt`);
     const json = byPath.get(`${stem}.json`);
     try {
+      // Sidecars are rows: bounded like a manifest row (a listed file is a regular file in the root).
+      const bounded = { limits: { maxBytes: MAX_ROW_BYTES } };
       // A sidecar caption's trailing newline (or spaces) is not part of it.
-      if (txt) pair.text = (await storage.read(txt.uri)).toString('utf8').trim();
+      if (txt) pair.text = (await storage.read(txt.uri, bounded)).toString('utf8').trim();
       if (json) {
-        const text = (await storage.read(json.uri)).toString('utf8');
+        const text = (await storage.read(json.uri, bounded)).toString('utf8');
         let parsed: unknown;
         try {
           parsed = JSON.parse(text);

@@ -1,6 +1,6 @@
 import type { Readable, Writable } from 'node:stream';
 import { UsageError } from '../../core/errors.js';
-import type { FetchLimits } from '../../core/types.js';
+import type { FetchLimits, SourcePolicy } from '../../core/types.js';
 
 export interface ObjectInfo {
   uri: string;
@@ -28,7 +28,10 @@ export interface AtomicWriter {
   abort(): Promise<void>;
 }
 
-/** The run's limits that apply to one read; http(s) reads honour all of them, S3 and local files the byte cap. */
+/**
+ * The run's limits that apply to one read: every backend counts `maxBytes` as bytes arrive and
+ * gives up after `fetchTimeoutMs`; http(s) reads also honour the retries and the address guard.
+ */
 export type ReadLimits = Partial<
   Pick<FetchLimits, 'maxBytes' | 'fetchTimeoutMs' | 'fetchRetries' | 'allowPrivateNetwork'>
 >;
@@ -37,6 +40,11 @@ export interface ReadOptions {
   /** The sample the bytes are for: http(s) failures become SampleErrors carrying it. */
   key?: string;
   limits?: ReadLimits;
+  /**
+   * Reads an image reference names: the run's source policy, checked before anything is opened
+   * or asked (a BlockedSourceError otherwise). Reads of the run's own inputs and outputs have none.
+   */
+  sources?: SourcePolicy;
 }
 
 /**
@@ -50,6 +58,7 @@ export interface StorageBackend {
   read(uri: string, options: ReadOptions): Promise<Buffer>;
   /** Bytes [start, end) of an object (Parquet footers and column chunks). */
   readRange(uri: string, start: number, end: number): Promise<Buffer>;
+  /** A regular file or object as a stream (links, devices and FIFOs refused). */
   readStream(uri: string): Promise<Readable>;
   /** Writes a whole object atomically. */
   write(uri: string, data: string | Uint8Array): Promise<void>;

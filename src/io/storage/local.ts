@@ -1,11 +1,22 @@
 import { randomBytes } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { constants, createWriteStream, type Stats } from 'node:fs';
+import {
+  type FileHandle,
+  mkdir,
+  open,
+  readdir,
+  realpath,
+  rename,
+  rm,
+  stat,
+  writeFile,
+} from 'node:fs/promises';
 import { dirname, join, sep } from 'node:path';
 import type { Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
-import { NotFoundError, TooLargeError } from '../../core/errors.js';
-import { parseLocation } from '../location.js';
+import { BlockedSourceError, NotFoundError, TooLargeError } from '../../core/errors.js';
+import { isInside, parseLocation } from '../location.js';
+import { checkLocalSource, refusalOf } from '../sources.js';
 import {
   type AtomicWriter,
   byRelPath,
@@ -14,6 +25,7 @@ import {
   type ReadOptions,
   type StorageBackend,
 } from './backend.js';
+import { readWhole } from './bounded.js';
 
 function pathOf(uri: string): string {
   const loc = parseLocation(uri);
@@ -43,6 +55,71 @@ function tempName(path: string): string {
 }
 const TEMP_NAME = /^\..+\.\d+-[0-9a-f]{8}\.tmp$/;
 
+function typeOf(st: Stats): string {
+  if (st.isFIFO()) return 'a FIFO';
+  if (st.isSocket()) return 'a socket';
+  if (st.isCharacterDevice() || st.isBlockDevice()) return 'a device';
+  return 'not a regular file';
+}
+
+/**
+ * Opens a regular file for reading, and nothing else: O_NONBLOCK so that a FIFO cannot block the
+ * open, then fstat on what was opened (a device, FIFO or socket is refused unread). With `roots`,
+ * the real path of the opened descriptor must lie in one of them, so that a link swapped in
+ * between the check and the open is caught too.
+ */
+async function openRegular(
+  uri: string,
+  path: string,
+  roots?: readonly string[],
+): Promise<{ fh: FileHandle; size: number }> {
+  if (roots && !(await checkLocalSource(uri, path, roots))) throw new NotFoundError(uri);
+  const fh = await open(path, constants.O_RDONLY | constants.O_NONBLOCK | constants.O_NOCTTY);
+  try {
+    const st = await fh.stat();
+    if (st.isDirectory()) throw new NotFoundError(uri);
+    if (!st.isFile()) throw new BlockedSourceError(uri, `${typeOf(st)}, not a regular file`);
+    if (roots) {
+      const opened = await realpath(`/proc/self/fd/${fh.fd}`).catch(() => null);
+      const refused = opened === null ? null : refusalOf(opened, roots);
+      if (refused) throw new BlockedSourceError(uri, refused);
+    }
+    return { fh, size: st.size };
+  } catch (err) {
+    await fh.close();
+    throw err;
+  }
+}
+
+/**
+ * Every regular file under `root`, walked without following links to folders (a `loop -> ..` link
+ * would list the tree again and again); a link to a file counts only when its real path stays
+ * inside the root.
+ */
+async function walk(root: string): Promise<ObjectInfo[]> {
+  const realRoot = await realpath(root);
+  const out: ObjectInfo[] = [];
+  const visit = async (dir: string, rel: string): Promise<void> => {
+    for (const entry of await readdir(dir, { withFileTypes: true })) {
+      const full = join(dir, entry.name);
+      const relPath = rel === '' ? entry.name : `${rel}/${entry.name}`;
+      if (entry.isDirectory()) {
+        await visit(full, relPath);
+        continue;
+      }
+      if (!entry.isFile() && !entry.isSymbolicLink()) continue;
+      if (entry.isSymbolicLink()) {
+        const real = await realpath(full).catch(() => null);
+        if (real === null || !isInside(real, realRoot)) continue;
+      }
+      const st = await stat(full).catch(() => null);
+      if (st?.isFile()) out.push({ uri: full, relPath, size: st.size });
+    }
+  };
+  await visit(root, '');
+  return out;
+}
+
 export class LocalBackend implements StorageBackend {
   async stat(uri: string): Promise<ObjectStat | null> {
     const st = await stat(pathOf(uri)).catch(() => null);
@@ -52,32 +129,30 @@ export class LocalBackend implements StorageBackend {
   }
 
   async list(uri: string): Promise<ObjectInfo[]> {
-    const root = pathOf(uri);
-    const entries = (await mapped(uri, () => readdir(root, { recursive: true }))) as string[];
-    const out: ObjectInfo[] = [];
-    for (const rel of entries) {
-      const full = join(root, rel);
-      const st = await stat(full).catch(() => null);
-      if (st?.isFile()) out.push({ uri: full, relPath: rel.split(sep).join('/'), size: st.size });
-    }
-    return out.sort(byRelPath);
+    return (await mapped(uri, () => walk(pathOf(uri)))).sort(byRelPath);
   }
 
+  /**
+   * The whole file, counted as it is read (a size from stat is a claim: a device says 0). With a
+   * source policy, the file's real path must lie in one of its roots.
+   */
   async read(uri: string, options: ReadOptions): Promise<Buffer> {
     const path = pathOf(uri);
     return mapped(uri, async () => {
+      const { fh, size } = await openRegular(uri, path, options.sources?.localRoots);
       const maxBytes = options.limits?.maxBytes;
-      if (maxBytes !== undefined) {
-        const st = await stat(path);
-        if (st.size > maxBytes) throw new TooLargeError(uri, st.size, maxBytes);
+      if (maxBytes !== undefined && size > maxBytes) {
+        await fh.close();
+        throw new TooLargeError(uri, size, maxBytes);
       }
-      return await readFile(path);
+      const stream = fh.createReadStream({ highWaterMark: 1 << 20 });
+      return await readWhole(stream, uri, { maxBytes, timeoutMs: options.limits?.fetchTimeoutMs });
     });
   }
 
   async readRange(uri: string, start: number, end: number): Promise<Buffer> {
     return mapped(uri, async () => {
-      const fh = await open(pathOf(uri), 'r');
+      const { fh } = await openRegular(uri, pathOf(uri));
       try {
         const buf = Buffer.alloc(end - start);
         let off = 0;
@@ -94,10 +169,9 @@ export class LocalBackend implements StorageBackend {
   }
 
   async readStream(uri: string): Promise<Readable> {
-    const path = pathOf(uri);
     return mapped(uri, async () => {
-      if (!(await stat(path)).isFile()) throw new NotFoundError(uri);
-      return createReadStream(path, { highWaterMark: 1 << 20 });
+      const { fh } = await openRegular(uri, pathOf(uri));
+      return fh.createReadStream({ highWaterMark: 1 << 20 });
     });
   }
 

@@ -8,7 +8,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { Upload } from '@aws-sdk/lib-storage';
-import { NotFoundError, TooLargeError } from '../../core/errors.js';
+import { NotFoundError, ReadTimeoutError, TooLargeError } from '../../core/errors.js';
 import { folderPrefix, parseLocation } from '../location.js';
 import { createS3Client, type S3Options } from '../s3.js';
 import {
@@ -19,6 +19,7 @@ import {
   type ReadOptions,
   type StorageBackend,
 } from './backend.js';
+import { readWhole, withIdleTimeout } from './bounded.js';
 
 function objectOf(uri: string): { bucket: string; key: string } {
   const loc = parseLocation(uri);
@@ -45,11 +46,17 @@ async function mapped<T>(uri: string, work: () => Promise<T>): Promise<T> {
   }
 }
 
+/** A stalled response stream fails after this long without a byte (range reads, streams). */
+export const STREAM_IDLE_TIMEOUT_MS = 60_000;
+
 /** S3 and S3-compatible stores; the client (credential chain, retries) is made on first use. */
 export class S3Backend implements StorageBackend {
   #client: S3Client | undefined;
 
-  constructor(private readonly options: S3Options = {}) {}
+  constructor(
+    private readonly options: S3Options = {},
+    private readonly idleTimeoutMs = STREAM_IDLE_TIMEOUT_MS,
+  ) {}
 
   get client(): S3Client {
     this.#client ??= createS3Client(this.options);
@@ -98,34 +105,52 @@ export class S3Backend implements StorageBackend {
     return out.sort(byRelPath);
   }
 
+  /**
+   * The whole object, counted as it arrives (ContentLength is a claim); the answer must come and
+   * the body keep flowing within the read timeout.
+   */
   async read(uri: string, options: ReadOptions): Promise<Buffer> {
     const { bucket, key } = objectOf(uri);
     const maxBytes = options.limits?.maxBytes;
+    const timeoutMs = options.limits?.fetchTimeoutMs;
     return mapped(uri, async () => {
-      const res = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      const ac = new AbortController();
+      const timer = timeoutMs ? setTimeout(() => ac.abort(), timeoutMs) : undefined;
+      const res = await this.client
+        .send(new GetObjectCommand({ Bucket: bucket, Key: key }), { abortSignal: ac.signal })
+        .catch((err: unknown) => {
+          throw ac.signal.aborted ? new ReadTimeoutError(uri, timeoutMs ?? 0) : err;
+        })
+        .finally(() => clearTimeout(timer));
+      const body = res.Body as Readable | undefined;
       if (maxBytes !== undefined && (res.ContentLength ?? 0) > maxBytes) {
-        (res.Body as Readable | undefined)?.destroy();
+        body?.destroy();
         throw new TooLargeError(uri, res.ContentLength ?? 0, maxBytes);
       }
-      return Buffer.from((await res.Body?.transformToByteArray()) ?? new Uint8Array());
+      if (!body) return Buffer.alloc(0);
+      return await readWhole(body, uri, { maxBytes, timeoutMs });
     });
   }
 
+  /** Bytes [start, end): a server that ignores the Range header is cut off, not read whole. */
   async readRange(uri: string, start: number, end: number): Promise<Buffer> {
     const { bucket, key } = objectOf(uri);
     return mapped(uri, async () => {
       const res = await this.client.send(
         new GetObjectCommand({ Bucket: bucket, Key: key, Range: `bytes=${start}-${end - 1}` }),
       );
-      return Buffer.from((await res.Body?.transformToByteArray()) ?? new Uint8Array());
+      const body = res.Body as Readable | undefined;
+      if (!body) return Buffer.alloc(0);
+      return await readWhole(withIdleTimeout(body, uri, this.idleTimeoutMs), uri, { maxBytes: end - start });
     });
   }
 
+  /** The object as a stream that fails when it stalls (manifests and tars are read this way). */
   async readStream(uri: string): Promise<Readable> {
     const { bucket, key } = objectOf(uri);
     return mapped(uri, async () => {
       const res = await this.client.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      return res.Body as Readable;
+      return withIdleTimeout(res.Body as Readable, uri, this.idleTimeoutMs);
     });
   }
 

@@ -2,6 +2,7 @@ import type { Readable } from 'node:stream';
 import { NotFoundError } from '../../core/errors.js';
 import { parseLocation } from '../location.js';
 import type { S3Options } from '../s3.js';
+import { checkRemoteSource } from '../sources.js';
 import type {
   AtomicWriter,
   ObjectInfo,
@@ -18,6 +19,8 @@ export interface StorageOptions {
   s3?: S3Options;
   /** Defaults for http(s) reads; a read's own limits win. */
   http?: ReadLimits;
+  /** A remote stream (S3 manifest, tar, range) fails after this long without a byte; default 60 s. */
+  idleTimeoutMs?: number;
 }
 
 /**
@@ -33,7 +36,7 @@ export class Storage {
 
   constructor(options: StorageOptions = {}) {
     this.options = options;
-    this.#s3 = new S3Backend(options.s3);
+    this.#s3 = new S3Backend(options.s3, options.idleTimeoutMs);
     this.#http = new HttpBackend(options.http);
   }
 
@@ -71,10 +74,13 @@ export class Storage {
   }
 
   /**
-   * Whole object as bytes. Larger than `limits.maxBytes`: refused (before reading where the size
-   * is known). http(s) URLs are fetched with the given timeouts, retries and address guard.
+   * Whole object as bytes, counted as they arrive: more than `limits.maxBytes` fails (before
+   * reading where a size is declared), and so does a read that stalls past `limits.fetchTimeoutMs`.
+   * http(s) URLs are fetched with the given retries and address guard. With `sources` (image
+   * references), a location the policy does not allow is refused before it is opened or asked.
    */
   async read(uri: string, options: ReadOptions = {}): Promise<Buffer> {
+    if (options.sources) checkRemoteSource(uri, options.sources);
     return this.#backend(uri).read(uri, options);
   }
 
@@ -83,6 +89,7 @@ export class Storage {
     return this.#backend(uri).readRange(uri, start, end);
   }
 
+  /** A regular file or object as a stream; a remote one fails when it stalls (idleTimeoutMs). */
   async readStream(uri: string): Promise<Readable> {
     return this.#backend(uri).readStream(uri);
   }
