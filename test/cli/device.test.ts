@@ -36,6 +36,8 @@ describe.skipIf(existsSync(CUDA_PROVIDER))('--device on a host without CUDA (chi
     const run = spawnCli([
       ...['run', '--input', manifest, '--output', join(dir, 'out'), '--progress', 'none'],
       ...['--captioner', models.captioner, '--filter', models.filter, '--device', 'auto'],
+      // The manifest names a fixture image outside its own folder.
+      ...['--allow-root', join(FIXTURE, 'images')],
     ]);
     expect(await run.exited).toBe(0);
     expect(run.stderr()).toMatch(/^capfilt: --device auto: CUDA unavailable \(.+\); running on the CPU\n$/);
