@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, realpath, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -141,4 +142,29 @@ describe('source policy in a run', () => {
     expect(outcome(widened.byKey['link-out'])).toBe('ok');
     expect(outcome(widened.byKey.climb)).toBe('blocked_source');
   });
+
+  it('never reads a device or a FIFO, even with every folder allowed: refused at once, unread', async () => {
+    const ds = join(base, 'devices');
+    await mkdir(ds);
+    execFileSync('mkfifo', [join(ds, 'pipe.jpg')]);
+    await symlink('/dev/zero', join(ds, 'zero.jpg'));
+    const rows = [
+      { key: 'zero', image: '/dev/zero', caption: 'endless zeros' },
+      { key: 'urandom', image: 'file:///dev/urandom', caption: 'endless noise' },
+      { key: 'zero-link', image: 'zero.jpg', caption: 'zeros through a link' },
+      { key: 'fifo', image: 'pipe.jpg', caption: 'a pipe nobody writes to' },
+    ];
+    await writeFile(join(ds, 'm.jsonl'), jsonl(rows));
+    const started = Date.now();
+    const { byKey } = await run(join(ds, 'm.jsonl'), join(base, 'out-devices'), { localRoots: ['/'] });
+    expect(Object.fromEntries(Object.entries(byKey).map(([k, r]) => [k, outcome(r)]))).toEqual({
+      zero: 'blocked_source',
+      urandom: 'blocked_source',
+      'zero-link': 'blocked_source',
+      fifo: 'blocked_source',
+    });
+    expect(byKey.fifo.error).toMatch(/a FIFO, not a regular file$/);
+    // Before, /dev/zero grew the process past 6 GB and the FIFO held the run for the 10-minute watchdog.
+    expect(Date.now() - started).toBeLessThan(10_000);
+  }, 20_000);
 });
