@@ -114,6 +114,14 @@ export const DEFAULT_LIMITS: FetchLimits = {
   concurrency: 16,
 };
 
+/**
+ * Decoded pixels one process holds at once, over all images in flight (io/pixel-budget.ts): the
+ * default per-image cap's worth, about 300 MB of RGB. Typical web images (well under a megapixel)
+ * never wait on it; only large ones are decoded fewer at a time.
+ * @defaultValue 100 megapixels
+ */
+export const DEFAULT_PIXEL_BUDGET = 100_000_000;
+
 /** compression: @defaultValue 'none' */
 export const DEFAULT_OUTPUT: OutputOptions = { compression: 'none' };
 

@@ -1,7 +1,8 @@
-import sharp, { type SharpOptions } from 'sharp';
+import sharp, { type Metadata, type SharpOptions } from 'sharp';
 import { DEFAULT_LIMITS } from '../core/defaults.js';
 import { SampleError } from '../core/errors.js';
 import type { RgbImage } from '../core/types.js';
+import { type PixelBudget, processPixels } from './pixel-budget.js';
 
 // libvips' operation cache keys on input buffers; scraped images are seen once, so it only costs memory.
 sharp.cache(false);
@@ -59,8 +60,23 @@ export async function decodeImage(
   key: string,
   limits: DecodeLimits = {},
 ): Promise<DecodedImage> {
+  return withDecodedImage(bytes, key, limits, (image) => image);
+}
+
+/**
+ * decodeImage, with the image's pixels held against `budget` (the process's by default) from
+ * before the decode until `use` has finished with it: pass a `use` that keeps only what it needs
+ * (a model's pixel tensor), so that the decoded RGB is never held outside the budget. The wait for
+ * the budget is not part of the decode time budget.
+ */
+export async function withDecodedImage<T>(
+  bytes: Buffer,
+  key: string,
+  limits: DecodeLimits,
+  use: (image: DecodedImage) => T | Promise<T>,
+  budget: PixelBudget = processPixels,
+): Promise<T> {
   const maxBytes = limits.maxBytes ?? DEFAULT_LIMITS.maxBytes;
-  const maxPixels = limits.maxPixels ?? DEFAULT_LIMITS.maxPixels;
   const timeoutMs = limits.timeoutMs ?? DEFAULT_LIMITS.decodeTimeoutMs;
   if (bytes.length === 0) throw new SampleError(key, 'undecodable', 'image file is empty (0 bytes)');
   if (bytes.length > maxBytes) {
@@ -72,44 +88,24 @@ export async function decodeImage(
   }
   const input: SharpOptions = {
     failOn: 'error',
-    limitInputPixels: maxPixels,
+    limitInputPixels: limits.maxPixels ?? DEFAULT_LIMITS.maxPixels,
     ignoreIcc: true,
     pages: 1,
     page: 0,
   };
-  const work = (async (): Promise<DecodedImage> => {
-    const meta = await sharp(bytes, input).metadata();
-    if (!meta.format || !meta.width || !meta.height) {
-      throw new SampleError(key, 'undecodable', 'image header has no format or size');
-    }
-    if (meta.format === 'svg') {
-      throw new SampleError(key, 'undecodable', 'vector images (SVG) are not decoded');
-    }
-    // CMYK stays CMYK through libvips so the conversion below can be PIL's, not an ICC transform.
-    const cmyk = meta.space === 'cmyk';
-    // A transparent GIF pixel is, to PIL, the palette colour of the transparent index; keep alpha to find them.
-    const gifKey = meta.format === 'gif' ? gifTransparentColour(bytes) : null;
-    let pipeline = sharp(bytes, input).rotate();
-    if (cmyk) pipeline = pipeline.removeAlpha().pipelineColourspace('cmyk').toColourspace('cmyk');
-    else if (gifKey) pipeline = pipeline.toColourspace('srgb').ensureAlpha();
-    else pipeline = pipeline.removeAlpha().toColourspace('srgb');
-    pipeline = pipeline.raw({ depth: 'uchar' });
-    if (timeoutMs > 0) pipeline = pipeline.timeout({ seconds: Math.max(1, Math.ceil(timeoutMs / 1000)) });
-    const { data, info } = await pipeline.toBuffer({ resolveWithObject: true });
-    const pixels = info.width * info.height;
-    let rgb: Uint8Array;
-    if (cmyk && info.channels === 4) rgb = cmykToRgb(data, pixels);
-    else if (gifKey && info.channels === 4) rgb = unkeyGif(data, pixels, gifKey);
-    else rgb = toRgb(key, data, info.width, info.height, info.channels);
-    return {
-      width: info.width,
-      height: info.height,
-      data: rgb,
-      format: meta.format,
-      originalWidth: meta.width,
-      originalHeight: meta.pageHeight ?? meta.height,
-    };
-  })();
+  const header = await guarded(key, readHeader(bytes, key, input), timeoutMs);
+  const release = await budget.acquire(header.width * (header.pageHeight ?? header.height));
+  const decoding = decodePixels(bytes, key, input, header, timeoutMs);
+  try {
+    return await use(await guarded(key, decoding, timeoutMs));
+  } finally {
+    // A decode raced out by its deadline still holds its pixels inside libvips until it settles.
+    void decoding.then(release, release);
+  }
+}
+
+/** Runs `work` within the decode time budget, failures classified as SampleErrors. */
+async function guarded<T>(key: string, work: Promise<T>, timeoutMs: number): Promise<T> {
   try {
     return await withDeadline(key, work, timeoutMs);
   } catch (err) {
@@ -118,6 +114,52 @@ export async function decodeImage(
     // A raced-out decode still settles later; keep its rejection from surfacing as unhandled.
     work.catch(() => {});
   }
+}
+
+type ImageHeader = Metadata & { format: string; width: number; height: number };
+
+async function readHeader(bytes: Buffer, key: string, input: SharpOptions): Promise<ImageHeader> {
+  const meta = await sharp(bytes, input).metadata();
+  if (!meta.format || !meta.width || !meta.height) {
+    throw new SampleError(key, 'undecodable', 'image header has no format or size');
+  }
+  if (meta.format === 'svg') {
+    throw new SampleError(key, 'undecodable', 'vector images (SVG) are not decoded');
+  }
+  return meta as ImageHeader;
+}
+
+async function decodePixels(
+  bytes: Buffer,
+  key: string,
+  input: SharpOptions,
+  meta: ImageHeader,
+  timeoutMs: number,
+): Promise<DecodedImage> {
+  // CMYK stays CMYK through libvips so the conversion below can be PIL's, not an ICC transform.
+  const cmyk = meta.space === 'cmyk';
+  // A transparent GIF pixel is, to PIL, the palette colour of the transparent index; keep alpha to find them.
+  const gifKey = meta.format === 'gif' ? gifTransparentColour(bytes) : null;
+  let pipeline = sharp(bytes, input).rotate();
+  if (cmyk) pipeline = pipeline.removeAlpha().pipelineColourspace('cmyk').toColourspace('cmyk');
+  else if (gifKey) pipeline = pipeline.toColourspace('srgb').ensureAlpha();
+  else pipeline = pipeline.removeAlpha().toColourspace('srgb');
+  pipeline = pipeline.raw({ depth: 'uchar' });
+  if (timeoutMs > 0) pipeline = pipeline.timeout({ seconds: Math.max(1, Math.ceil(timeoutMs / 1000)) });
+  const { data, info } = await pipeline.toBuffer({ resolveWithObject: true });
+  const pixels = info.width * info.height;
+  let rgb: Uint8Array;
+  if (cmyk && info.channels === 4) rgb = cmykToRgb(data, pixels);
+  else if (gifKey && info.channels === 4) rgb = unkeyGif(data, pixels, gifKey);
+  else rgb = toRgb(key, data, info.width, info.height, info.channels);
+  return {
+    width: info.width,
+    height: info.height,
+    data: rgb,
+    format: meta.format,
+    originalWidth: meta.width,
+    originalHeight: meta.pageHeight ?? meta.height,
+  };
 }
 
 /**

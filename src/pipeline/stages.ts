@@ -25,7 +25,8 @@ import type {
 } from '../core/types.js';
 import { decideTexts } from '../filter/decision.js';
 import { preCaption } from '../filter/normalize.js';
-import { decodeImage } from '../io/image.js';
+import { withDecodedImage } from '../io/image.js';
+import type { PixelBudget } from '../io/pixel-budget.js';
 import { readShard } from '../io/readers/index.js';
 import type { Storage } from '../io/storage/storage.js';
 import type { CaptionEngine, FilterEngine } from './engines.js';
@@ -36,6 +37,8 @@ export interface StageContext {
   options: RunOptions;
   captioner: CaptionEngine | null;
   filter: FilterEngine | null;
+  /** Decoded pixels in flight; the process's own budget (io/pixel-budget.ts) when absent. */
+  pixelBudget?: PixelBudget;
 }
 
 /** Every pair of a shard in order, bad rows included as rejected markers. */
@@ -83,20 +86,25 @@ async function loadOne(pair: PairRef, ctx: StageContext, shareable: boolean): Pr
   try {
     const bytes = await imageBytes(pair, ctx);
     const l = ctx.options.limits;
-    const image = await decodeImage(bytes, pair.key, {
-      maxBytes: l.maxBytes,
-      maxPixels: l.maxPixels,
-      timeoutMs: l.decodeTimeoutMs,
-    });
-    const sample: LoadedSample = { ref: pair, width: image.width, height: image.height };
-    if (!pair.human) {
-      if (ctx.captioner) sample.captionerPixels = ctx.captioner.pixels(image);
-      if (ctx.filter) {
-        sample.filterPixels =
-          shareable && sample.captionerPixels ? sample.captionerPixels : ctx.filter.pixels(image);
-      }
-    }
-    return sample;
+    const limits = { maxBytes: l.maxBytes, maxPixels: l.maxPixels, timeoutMs: l.decodeTimeoutMs };
+    // The decoded RGB lives, inside the pixel budget, only until the models' tensors are made.
+    return await withDecodedImage(
+      bytes,
+      pair.key,
+      limits,
+      (image) => {
+        const sample: LoadedSample = { ref: pair, width: image.width, height: image.height };
+        if (!pair.human) {
+          if (ctx.captioner) sample.captionerPixels = ctx.captioner.pixels(image);
+          if (ctx.filter) {
+            sample.filterPixels =
+              shareable && sample.captionerPixels ? sample.captionerPixels : ctx.filter.pixels(image);
+          }
+        }
+        return sample;
+      },
+      ctx.pixelBudget,
+    );
   } catch (err) {
     return { ref: pair, rejection: rejectionOf(pair.key, err) };
   }
