@@ -84,7 +84,8 @@ describe('models pull against a hub that misbehaves', () => {
     const name = repo('stall/once', {});
     hub.stallOnce.add(`/cdn/${name}/model.safetensors`);
     const out = join(dir, 'resumed');
-    const result = await pullModel({ repo: name, out, endpoint: hub.url, stallTimeoutMs: 300 });
+    // Long enough that only the planted stall trips it on a loaded machine (300 ms did not always).
+    const result = await pullModel({ repo: name, out, endpoint: hub.url, stallTimeoutMs: 2_000 });
     expect(result.files.find((f) => f.name === 'model.safetensors')?.verified).toBe('sha256');
     expect(
       (await readFile(join(out, 'model.safetensors'))).equals(
