@@ -5,6 +5,7 @@
 const BENCHMARKS: Record<string, () => Promise<{ main: (args: string[]) => Promise<void> }>> = {
   stages: () => import('./stages.js'),
   engine: () => import('./engine.js'),
+  int8: () => import('./int8.js'),
   pipeline: () => import('./pipeline.js'),
   queue: () => import('./queue.js'),
   readers: () => import('./readers.js'),

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { CAPFILT_FILTER } from '../src/core/defaults.js';
 import { importModel } from '../src/model/convert/import.js';
@@ -6,21 +7,71 @@ import { isCurrentModelDir, readManifest } from '../src/model/manifest.js';
 import { BertTokenizer, encodeForItm } from '../src/model/runtime/tokenizer.js';
 
 const CACHE = join(import.meta.dirname, '..', '.cache', 'bench');
+export const FIXTURE = join(import.meta.dirname, '..', 'test', 'fixtures', 'blip-tiny');
+
+export interface BenchModels {
+  captioner: string;
+  filter: string;
+}
 
 /**
- * Converted random-weight models of a preset, made once and cached under .cache/bench (the
- * `capfilt models random` + `capfilt models import` path a user would take).
+ * How a benchmark's models are imported: fp32, or int8 (optionally with the decoder quantized, or
+ * with more weights kept fp32: `alsoFp32`, named for the cache folder).
  */
-export async function benchModels(preset: RandomPreset): Promise<{ captioner: string; filter: string }> {
-  const out = { captioner: join(CACHE, preset, 'captioner'), filter: join(CACHE, preset, 'filter') };
-  for (const kind of ['captioner', 'filter'] as const) {
-    if (isCurrentModelDir(out[kind])) continue;
-    const raw = join(CACHE, preset, `hf-${kind}`);
-    process.stderr.write(`bench: writing a random ${preset} ${kind} and importing it (once)\n`);
-    await writeRandomCheckpoint({ preset, kind, out: raw, seed: 1 });
-    await importModel(raw, out[kind]);
+export interface BenchPrecision {
+  precision: 'fp32' | 'int8';
+  quantizeDecoder?: boolean;
+  alsoFp32?: { name: string; pattern: RegExp };
+}
+
+function suffix(p: BenchPrecision): string {
+  if (p.precision === 'fp32') return '';
+  return `-int8${p.quantizeDecoder ? '-all' : ''}${p.alsoFp32 ? `-${p.alsoFp32.name}-fp32` : ''}`;
+}
+
+function importOptions(p: BenchPrecision) {
+  return { precision: p.precision, quantizeDecoder: p.quantizeDecoder, int8AlsoFp32: p.alsoFp32?.pattern };
+}
+
+type Kind = 'captioner' | 'filter';
+
+/** Where the models come from: random weights of a preset, or the test fixture's tiny checkpoints. */
+export type BenchSource = RandomPreset | 'fixture';
+
+/**
+ * One converted model, made once and cached under .cache/bench: a random-weight checkpoint of a
+ * preset (the `capfilt models random` + `capfilt models import` path a user would take), or the
+ * test fixture's tiny checkpoint (untrained, but with scores spread from 0 to 1).
+ */
+export async function benchModel(
+  source: BenchSource,
+  kind: Kind,
+  precision: BenchPrecision = { precision: 'fp32' },
+): Promise<string> {
+  const out = join(CACHE, source, `${kind}${suffix(precision)}`);
+  if (isCurrentModelDir(out)) return out;
+  let raw = join(FIXTURE, kind);
+  if (source !== 'fixture') {
+    raw = join(CACHE, source, `hf-${kind}`);
+    if (!existsSync(join(raw, 'config.json'))) {
+      process.stderr.write(`bench: writing a random ${source} ${kind} (once)\n`);
+      await writeRandomCheckpoint({ preset: source, kind, out: raw, seed: 1 });
+    }
   }
+  process.stderr.write(`bench: importing ${raw} as ${suffix(precision).slice(1) || 'fp32'} (once)\n`);
+  await importModel(raw, out, importOptions(precision));
   return out;
+}
+
+/** The captioner and filter of `benchModel`. */
+export async function benchModels(
+  source: BenchSource,
+  precision: BenchPrecision = { precision: 'fp32' },
+): Promise<BenchModels> {
+  return {
+    captioner: await benchModel(source, 'captioner', precision),
+    filter: await benchModel(source, 'filter', precision),
+  };
 }
 
 /** Deterministic pseudo-image pixels (already normalised), so runs are comparable. */

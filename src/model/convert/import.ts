@@ -43,6 +43,8 @@ export interface ImportOptions {
   precision?: Precision;
   /** With int8: quantize the captioner's decoder too (faster captions that differ more from fp32). */
   quantizeDecoder?: boolean;
+  /** With int8: weights (by name) kept fp32 besides the default ones (for measuring, see quantize.ts). */
+  int8AlsoFp32?: RegExp;
   /** A human name recorded in the manifest (e.g. the hub repo id). */
   name?: string;
   /**
@@ -131,7 +133,7 @@ export async function importModel(
     let quantization: Quantization | undefined;
     if (precision === 'int8') {
       const roles = int8Roles(Object.keys(graphs), options.quantizeDecoder ?? false);
-      quantization = quantizeModel(tmp, graphs, roles, progress);
+      quantization = quantizeModel(tmp, graphs, roles, progress, options.int8AlsoFp32);
     } else {
       webgpu.graphs = writeGraphs(cfg, checkpoint.weights, portable, tmp, '.webgpu', progress);
     }

@@ -30,12 +30,12 @@ export function int8Roles(roles: readonly string[], quantizeDecoder: boolean): s
   return roles.filter((r) => quantized.includes(r));
 }
 
-function int8Record(graphs: readonly string[]): Quantization {
+function int8Record(graphs: readonly string[], keep: RegExp): Quantization {
   return {
     op: 'com.microsoft.DynamicQuantizeMatMul',
     weights: 's8 symmetric, one scale per output column',
     activations: 'u8, one scale per tensor, computed at run time',
-    keptFp32: INT8_KEEP_FP32.source,
+    keptFp32: keep.source,
     graphs: [...graphs],
   };
 }
@@ -118,6 +118,7 @@ function quantizeGraph(
   graph: protobuf.onnx.IGraphProto,
   data: DataFiles,
   int8: Map<string, Weight[]>,
+  keep: RegExp,
 ): number {
   const inits = new Map((graph.initializer ?? []).map((t) => [t.name ?? '', t]));
   const replaced = new Map<Node, Node | null>();
@@ -125,7 +126,7 @@ function quantizeGraph(
     const name = node.input?.[1] ?? '';
     const w = inits.get(name);
     if (node.opType !== 'MatMul' || (node.domain ?? '') !== '' || !w) continue;
-    if (w.dataType !== FLOAT || w.dims?.length !== 2 || INT8_KEEP_FP32.test(name)) continue;
+    if (w.dataType !== FLOAT || w.dims?.length !== 2 || keep.test(name)) continue;
     const [k, n] = w.dims.map(Number);
     if (!int8.has(name)) {
       const { q, scale } = quantizeColumns(floats(data.bytes(w)), k, n);
@@ -174,19 +175,23 @@ export const INT8_DATA_FILE = 'weights.int8.data';
  * The int8 pass over a model directory's CPU/CUDA graphs (`graphs`: role → file): the graphs of
  * `roles` are quantized, and every graph's weights move into one shared data file (graphs of a
  * model share weights, so files are rewritten together); the old data files are removed.
+ * `alsoFp32` names more weights to keep fp32 besides INT8_KEEP_FP32 (to measure what a part's
+ * quantization costs in accuracy and buys in speed: `npm run bench -- int8 --variants`).
  */
 export function quantizeModel(
   dir: string,
   graphs: Record<string, string>,
   roles: readonly string[],
   progress: (message: string) => void = () => {},
+  alsoFp32?: RegExp,
 ): Quantization {
+  const keep = alsoFp32 ? new RegExp(`${INT8_KEEP_FP32.source}|${alsoFp32.source}`) : INT8_KEEP_FP32;
   const data = new DataFiles(dir);
   const int8 = new Map<string, Weight[]>();
   const models = Object.entries(graphs).map(([role, file]) => {
     const model = onnx.ModelProto.decode(readFileSync(join(dir, file)));
     if (roles.includes(role)) {
-      const count = quantizeGraph(model.graph as protobuf.onnx.IGraphProto, data, int8);
+      const count = quantizeGraph(model.graph as protobuf.onnx.IGraphProto, data, int8, keep);
       progress(`${file}: ${count} weight matrices quantized to int8`);
       if (!model.opsetImport?.some((o) => o.domain === 'com.microsoft'))
         model.opsetImport?.push({ domain: 'com.microsoft', version: 1 });
@@ -196,7 +201,7 @@ export function quantizeModel(
   writeShared(dir, models, data);
   for (const old of data.names)
     if (basename(old) !== INT8_DATA_FILE) rmSync(join(dir, basename(old)), { force: true });
-  return int8Record(roles);
+  return int8Record(roles, keep);
 }
 
 /** Every large initializer of `models` into INT8_DATA_FILE once (by name), then the graphs. */

@@ -128,6 +128,29 @@ describe('--quantize-decoder', () => {
   });
 });
 
+describe('int8AlsoFp32', () => {
+  it('keeps the named weights fp32 in every graph and records them', async () => {
+    const dir = join(work, 'filter-cross-fp32');
+    const m = await importModel(join(FIXTURE, 'filter'), dir, {
+      precision: 'int8',
+      int8AlsoFp32: /crossattention|cross_kv/,
+    });
+    expect(m.quantization?.keptFp32).toContain('crossattention|cross_kv');
+    for (const role of ['cross_kv', 'itm']) {
+      const { nodes, initializers } = readGraph(join(dir, m.graphs[role]));
+      const fp32Weights = nodes
+        .filter((n) => n.opType === 'MatMul' && initializers.has(n.inputs[1]))
+        .map((n) => n.inputs[1]);
+      expect(fp32Weights.filter((w) => /crossattention|cross_kv/.test(w)).length, role).toBeGreaterThan(0);
+      for (const n of nodes.filter((n) => n.opType === 'DynamicQuantizeMatMul'))
+        expect(n.inputs[1], role).not.toMatch(/crossattention|cross_kv/);
+    }
+    // The rest of the text encoder is still int8.
+    const itm = readGraph(join(dir, m.graphs.itm));
+    expect(itm.nodes.some((n) => n.opType === 'DynamicQuantizeMatMul')).toBe(true);
+  });
+});
+
 describe('int8 scores on the fixture', () => {
   const samples = IMAGE_NAMES.map((name) => ({
     key: name,
