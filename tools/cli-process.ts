@@ -1,7 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process';
 import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
 
 const ROOT = join(import.meta.dirname, '..');
+/** tsx's loader by its own location: `--import tsx` would be looked up from the child's working folder. */
+const TSX = pathToFileURL(join(ROOT, 'node_modules/tsx/dist/loader.mjs')).href;
 
 export interface CliProcess {
   proc: ChildProcess;
@@ -13,10 +16,10 @@ export interface CliProcess {
   kill(signal?: NodeJS.Signals): Promise<number | string>;
 }
 
-/** `capfilt <args>` as a separate OS process (tsx, from source). */
-export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProcess {
-  const proc = spawn(process.execPath, ['--import', 'tsx', join(ROOT, 'src', 'cli', 'main.ts'), ...args], {
-    cwd: ROOT,
+/** `capfilt <args>` as a separate OS process (tsx, from source), in `cwd` (default: the repository). */
+export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT): CliProcess {
+  const proc = spawn(process.execPath, ['--import', TSX, join(ROOT, 'src', 'cli', 'main.ts'), ...args], {
+    cwd,
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
@@ -48,8 +51,8 @@ export function spawnCli(args: string[], env: NodeJS.ProcessEnv = {}): CliProces
 }
 
 /** Runs a CLI command to completion and returns its stdout; rejects with its output on a non-zero exit. */
-export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}): Promise<string> {
-  const p = spawnCli(args, env);
+export async function runCli(args: string[], env: NodeJS.ProcessEnv = {}, cwd = ROOT): Promise<string> {
+  const p = spawnCli(args, env, cwd);
   const code = await p.exited;
   if (code !== 0) throw new Error(`capfilt ${args.join(' ')} exited ${code}:\n${p.output()}`);
   return p.stdout();

@@ -1,7 +1,7 @@
 import { type Command, Option } from 'commander';
 import { DEFAULT_QUEUE } from '../core/defaults.js';
 import { Storage } from '../io/storage/storage.js';
-import { produceRun } from '../queue/produce.js';
+import { type ProduceResult, produceRun } from '../queue/produce.js';
 import type { RunMode } from '../queue/runs.js';
 import { addConnectionFlags, type ConnectionFlags, openContext } from './connection.js';
 import {
@@ -34,6 +34,18 @@ export function addRunTargetFlags(cmd: Command): Command {
     .option('--human <loc...>', 'human-annotated pairs to add unfiltered, marked human');
 }
 
+/** What produce did, in words: an existing run is never said to be enqueued again. */
+export function describeProduced(r: ProduceResult): string {
+  if (!r.existing) {
+    return `run ${r.runId}: ${r.enqueued} of ${r.shards} shards enqueued, ${r.skipped} already complete in the output`;
+  }
+  const failed = r.failed ? `, ${r.failed} failed (capfilt retry ${r.runId} re-runs them)` : '';
+  return (
+    `run ${r.runId} exists: ${r.enqueued} of its ${r.shards} shards enqueued now (never enqueued before), ` +
+    `${r.skipped} complete, ${r.queued ?? 0} still queued or running${failed}`
+  );
+}
+
 async function produceCommand(o: ProduceCommandOptions): Promise<void> {
   // Options are checked before Redis is touched: a bad value enqueues nothing.
   const options = runOptionsFromFlags(o);
@@ -49,9 +61,7 @@ async function produceCommand(o: ProduceCommandOptions): Promise<void> {
       overwrite: o.overwrite === true,
       ...(o.human?.length ? { human: o.human } : {}),
     });
-    process.stdout.write(
-      `${JSON.stringify(result)}\ncapfilt: run ${result.runId}: ${result.enqueued} of ${result.shards} shards enqueued, ${result.skipped} already done\n`,
-    );
+    process.stdout.write(`${JSON.stringify(result)}\ncapfilt: ${describeProduced(result)}\n`);
   } finally {
     storage.close();
     await ctx.close();

@@ -13,6 +13,7 @@ export interface RefilterCommandOptions extends S3Flags {
   consider?: FilterOptions['consider'];
   keepTop?: number;
   gzip?: boolean;
+  overwrite?: boolean;
 }
 
 async function refilterCommand(o: RefilterCommandOptions): Promise<void> {
@@ -23,7 +24,7 @@ async function refilterCommand(o: RefilterCommandOptions): Promise<void> {
   validateDecisionChange(change);
   const storage = new Storage({ s3: s3FromFlags(o) });
   try {
-    const r = await refilter(storage, o.input, o.output, change, o.gzip ? 'gzip' : 'none');
+    const r = await refilter(storage, o.input, o.output, change, o.gzip ? 'gzip' : 'none', o.overwrite);
     process.stdout.write(
       `capfilt: refiltered ${r.records} records in ${r.shards} shards; ${r.keptTexts} texts kept -> ${o.output}\n`,
     );
@@ -39,7 +40,8 @@ export function registerRefilter(program: Command): void {
     .description('re-decide which texts to keep from the stored scores, without loading a model')
     .requiredOption('-i, --input <loc>', 'a capfilt output folder or prefix')
     .requiredOption('-o, --output <loc>', 'where to write the re-filtered dataset')
-    .option('--gzip', 'write part-<shard>.jsonl.gz');
+    .option('--gzip', 'write part-<shard>.jsonl.gz')
+    .option('--overwrite', 'replace the run the output folder holds');
   // No defaults here: what is not given keeps the value the output was made with.
   addS3Flags(addDecisionFlags(cmd, false));
   cmd.action(refilterCommand);

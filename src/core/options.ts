@@ -46,6 +46,48 @@ export function recordOptions(o: RunOptions): RecordOptions {
   };
 }
 
+/** One option's value as an output's run record keeps it, for comparing two runs. */
+export type DecidingValue = string | number | boolean;
+
+/**
+ * The options that decide an output's records, each under the flag that sets it: a rerun into an
+ * output must match them, or its records would mix two settings. Batch sizes, timeouts and
+ * concurrency change how fast records come, not what they say, so they may differ.
+ */
+export function decidingOptions(o: RunOptions): Record<string, DecidingValue> {
+  const d = o.decoding;
+  const f = o.filter;
+  return {
+    '--strategy': d.strategy,
+    '--top-p': d.topP,
+    '--top-k': d.topK,
+    '--repetition-penalty': d.repetitionPenalty,
+    '--num-beams': d.numBeams,
+    '--max-length': d.maxLength,
+    '--min-length': d.minLength,
+    '--prompt': d.prompt,
+    '--num-captions': d.numCaptions,
+    '--seed': d.seed,
+    '--temperature': d.temperature,
+    '--threshold': f.threshold,
+    '--consider': f.consider,
+    '--keep-top': f.keepTop,
+    '--first-token': f.firstToken,
+    '--no-normalize': !f.normalizeWebText,
+    '--max-text-length': f.maxTextLength,
+    '--image-column': o.input.imageColumn,
+    '--text-column': o.input.textColumn,
+    '--shard-size': o.input.shardSize,
+    '--max-bytes': o.limits.maxBytes,
+    '--max-pixels': o.limits.maxPixels,
+    '--allow-private-network': o.limits.allowPrivateNetwork,
+    '--gzip': o.output.compression === 'gzip',
+  };
+}
+
+/** The deciding options `capfilt refilter` can change from stored scores, without a model. */
+export const REFILTER_FLAGS: readonly string[] = ['--threshold', '--consider', '--keep-top'];
+
 /** The fields of `o` that are set: spreading it over defaults keeps the defaults of the unset ones. */
 export function definedOnly<T extends object>(o: T): Partial<T> {
   return Object.fromEntries(Object.entries(o).filter(([, v]) => v !== undefined)) as Partial<T>;

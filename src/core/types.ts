@@ -281,4 +281,9 @@ export interface ShardStats {
   options: RecordOptions;
   startedAt: string;
   finishedAt: string;
+  /**
+   * The fingerprint of the shard's input when it was read (`pipeline/fingerprint.ts`): a rerun
+   * redoes the shard when its input's fingerprint differs. Absent in outputs of older releases.
+   */
+  fingerprint?: string;
 }

@@ -22,6 +22,14 @@ export function parseLocation(input: string): Location {
   return { kind: 'local', path: resolve(input) };
 }
 
+/**
+ * A location that means the same thing in every process: a local path made absolute (a worker
+ * resolving `data/in.jsonl` in its own working folder would read something else), the rest as is.
+ */
+export function absoluteLocation(input: string): string {
+  return formatLocation(parseLocation(input));
+}
+
 export function formatLocation(loc: Location): string {
   if (loc.kind === 'local') return loc.path;
   if (loc.kind === 's3') return `s3://${loc.bucket}/${loc.key}`;

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { ModelError } from '../core/errors.js';
 import type { ModelKind, TextConfig, VisionConfig } from './config.js';
 
@@ -118,4 +118,9 @@ export function isCurrentModelDir(dir: string): boolean {
   } catch {
     return false;
   }
+}
+
+/** The id records name a model by: the name given at import (e.g. the hub repo), else its folder's name. */
+export function modelIdOf(dir: string, manifest: ModelManifest): string {
+  return manifest.source.name ?? basename(dir);
 }

@@ -5,24 +5,14 @@
  */
 import { NotFoundError } from '../core/errors.js';
 import type { ShardStats } from '../core/types.js';
-import type { Storage } from '../io/storage/storage.js';
+import type { ObjectInfo, Storage } from '../io/storage/storage.js';
 import { type Compression, parsePartName, shardOutputNames } from './layout.js';
+import { readJsonFile, readRunRecord } from './run-record.js';
 
 /** A shard's completion marker, or null when it is absent or unreadable. */
 export async function readMarker(storage: Storage, uri: string): Promise<ShardStats | null> {
-  let body: Buffer;
-  try {
-    body = await storage.read(uri);
-  } catch (err) {
-    if (err instanceof NotFoundError) return null;
-    throw err;
-  }
-  try {
-    const stats = JSON.parse(body.toString('utf8')) as ShardStats;
-    return typeof stats === 'object' && stats !== null ? stats : null;
-  } catch {
-    return null;
-  }
+  const stats = (await readJsonFile(storage, uri))?.value;
+  return typeof stats === 'object' && stats !== null ? (stats as ShardStats) : null;
 }
 
 /** The stats of a complete shard, or null when the shard has to be (re)done. */
@@ -53,20 +43,53 @@ export interface CompletedShard {
   stats: ShardStats;
 }
 
-/** Every complete shard of an output folder, found by listing it (whatever its compression). */
-export async function completedShards(storage: Storage, output: string): Promise<CompletedShard[]> {
-  const data = new Map<string, string>();
-  const markers: { id: string; uri: string }[] = [];
-  for (const f of await storage.list(output)) {
+/** One shard's files in an output listing. */
+export interface ShardFiles {
+  data: { uri: string; gzip: boolean }[];
+  stats: string | null;
+}
+
+/** An output's part files by shard id, from one listing of it (whatever their compression). */
+export function partsByShard(files: readonly ObjectInfo[]): Map<string, ShardFiles> {
+  const out = new Map<string, ShardFiles>();
+  for (const f of files) {
     const p = parsePartName(f.relPath);
-    if (p?.kind === 'data') data.set(p.shardId, f.uri);
-    else if (p?.kind === 'stats') markers.push({ id: p.shardId, uri: f.uri });
+    if (!p) continue;
+    const entry = out.get(p.shardId) ?? { data: [], stats: null };
+    out.set(p.shardId, entry);
+    if (p.kind === 'data') entry.data.push({ uri: f.uri, gzip: p.gzip });
+    else entry.stats = f.uri;
   }
+  return out;
+}
+
+/** Every file of an output folder, or none when it does not exist yet. */
+export async function listOutput(storage: Storage, output: string): Promise<ObjectInfo[]> {
+  try {
+    return await storage.list(output);
+  } catch (err) {
+    if (err instanceof NotFoundError) return [];
+    throw err;
+  }
+}
+
+/**
+ * The complete shards of an output: those of its recorded run (output/run-record.ts), in plan
+ * order; for an output of an older release without a record, every complete shard found.
+ */
+export async function completedShards(storage: Storage, output: string): Promise<CompletedShard[]> {
+  const kind = await storage.kind(output);
+  if (kind === null) throw new NotFoundError(output);
+  const record = await readRunRecord(storage, output);
+  const parts = partsByShard(await storage.list(output));
+  const gzip = record ? record.options.output.compression === 'gzip' : null;
+  const ids = record ? record.shards.map((s) => s.shard.id) : [...parts.keys()];
   const out: CompletedShard[] = [];
-  for (const m of markers) {
-    const d = data.get(m.id);
-    const stats = d ? await readMarker(storage, m.uri) : null;
-    if (d && stats) out.push({ shardId: m.id, data: d, stats });
+  for (const id of ids) {
+    const files = parts.get(id);
+    const data = files?.data.find((d) => gzip === null || d.gzip === gzip);
+    const stats = data && files?.stats ? await readMarker(storage, files.stats) : null;
+    if (data && stats) out.push({ shardId: id, data: data.uri, stats });
   }
   return out;
 }

@@ -31,6 +31,28 @@ export function shardOutputNames(
 /** Spelled once, in io/readers/formats.ts: folder inputs skip the folders these files mark. */
 export { MARKER_SUFFIX, SUMMARY_NAME };
 
+/** The output's run record (output/run-record.ts): which run the parts belong to. */
+export const RUN_RECORD_NAME = '_capfilt-run.json';
+
+/** The lock a local `capfilt run` holds on its output folder (output/lock.ts). */
+export const LOCK_NAME = '_capfilt.lock';
+
+/** Work files beside the parts: stage results spilled by queue jobs, checkpoints of unfinished shards. */
+export const WORK_DIR = '_capfilt-work';
+
+/**
+ * Whether a file of an output folder (relative path) is one capfilt wrote: the parts, the summary,
+ * the run record and the work files. `--overwrite` removes exactly these; a user's own files stay.
+ */
+export function isCapfiltFile(relPath: string): boolean {
+  return (
+    parsePartName(relPath) !== null ||
+    relPath === SUMMARY_NAME ||
+    relPath === RUN_RECORD_NAME ||
+    relPath.startsWith(`${WORK_DIR}/`)
+  );
+}
+
 /** Parses a part-<shard>.stats.json / part-<shard>.jsonl[.gz] file name. */
 export function parsePartName(
   relPath: string,

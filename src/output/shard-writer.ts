@@ -89,8 +89,16 @@ export class ShardWriter {
     await write(this.#sink, chunk);
   }
 
-  /** Makes the data file visible, then writes the marker; returns the marker's contents. */
-  async commit(timings: StageTimings, startedAt: Date, fallbackOptions: RecordOptions): Promise<ShardStats> {
+  /**
+   * Makes the data file visible, then writes the marker (with the fingerprint of the input the
+   * records were made from); returns the marker's contents.
+   */
+  async commit(
+    timings: StageTimings,
+    startedAt: Date,
+    fallbackOptions: RecordOptions,
+    fingerprint?: string,
+  ): Promise<ShardStats> {
     const t0 = performance.now();
     try {
       if (this.#sink !== this.#writer.stream) {
@@ -100,7 +108,14 @@ export class ShardWriter {
       await this.#writer.commit();
       this.#closed = true;
       timings.write += performance.now() - t0;
-      const stats = this.stats.finish(this.#shard, timings, startedAt, new Date(), fallbackOptions);
+      const stats = this.stats.finish(
+        this.#shard,
+        timings,
+        startedAt,
+        new Date(),
+        fallbackOptions,
+        fingerprint,
+      );
       await this.#storage.write(this.names.stats, `${JSON.stringify(stats, null, 2)}\n`);
       return stats;
     } catch (err) {

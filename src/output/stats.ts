@@ -76,6 +76,7 @@ export class StatsAccumulator {
     startedAt: Date,
     finishedAt: Date,
     fallbackOptions: RecordOptions,
+    fingerprint?: string,
   ): ShardStats {
     const wallMs = finishedAt.getTime() - startedAt.getTime();
     return {
@@ -93,6 +94,7 @@ export class StatsAccumulator {
       options: this.options ?? fallbackOptions,
       startedAt: startedAt.toISOString(),
       finishedAt: finishedAt.toISOString(),
+      ...(fingerprint ? { fingerprint } : {}),
     };
   }
 }

@@ -2,9 +2,13 @@
 import { UsageError } from '../core/errors.js';
 import { definedOnly, recordOptions, runOptions } from '../core/options.js';
 import type { FilterOptions, OutputRecord, RecordOptions, RunOptions, ShardStats } from '../core/types.js';
+import { absoluteLocation } from '../io/location.js';
 import type { Storage } from '../io/storage/storage.js';
 import { type CompletedShard, completedShards } from '../output/completion.js';
+import { lockOutput } from '../output/lock.js';
+import { prepareOutput } from '../output/prepare.js';
 import { readRecords } from '../output/read.js';
+import { type OutputPlan, readRunRecord } from '../output/run-record.js';
 import { ShardWriter } from '../output/shard-writer.js';
 import { emptyTimings } from '../output/stats.js';
 import { writeSummary } from '../output/summary.js';
@@ -61,45 +65,90 @@ export interface RefilterResult {
   keptTexts: number;
 }
 
-/** `capfilt refilter`: DataComp-style re-thresholding of a finished output into a new one. */
+/**
+ * What a refiltered output is, as its run record keeps it: the source output's run with the
+ * decision changed (for a source without a record, the options its records were made with).
+ */
+async function refilterPlan(
+  storage: Storage,
+  input: string,
+  shards: readonly CompletedShard[],
+  change: RefilterOptions,
+  compression: 'none' | 'gzip',
+): Promise<OutputPlan> {
+  const source = await readRunRecord(storage, input);
+  const base = source?.options ?? optionsFromRecord(shards[0].stats.options);
+  return {
+    input,
+    human: source?.human ?? [],
+    options: { ...base, filter: { ...base.filter, ...definedOnly(change) }, output: { compression } },
+    models: source?.models ?? shards[0].stats.models,
+    refilteredFrom: input,
+    shards: shards.map((s) => ({
+      shard: s.stats.shard,
+      pairs: s.stats.records,
+      fingerprint: s.stats.fingerprint ?? '',
+    })),
+  };
+}
+
+/** One shard's records re-decided into `output`. */
+async function refilterShard(
+  storage: Storage,
+  s: CompletedShard,
+  output: string,
+  change: RefilterOptions,
+  compression: 'none' | 'gzip',
+): Promise<ShardStats> {
+  const started = new Date();
+  const writer = await ShardWriter.open(storage, output, s.stats.shard, compression);
+  try {
+    let batch: OutputRecord[] = [];
+    for await (const r of readRecords(storage, s.data)) {
+      batch.push(refilterRecord(r, change));
+      if (batch.length >= 512) {
+        await writer.append(batch);
+        batch = [];
+      }
+    }
+    await writer.append(batch);
+    const fallback = {
+      ...s.stats.options,
+      ...definedOnly({ threshold: change.threshold, consider: change.consider, top_k_texts: change.keepTop }),
+    };
+    return await writer.commit(emptyTimings(), started, fallback, s.stats.fingerprint);
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  }
+}
+
+/**
+ * `capfilt refilter`: DataComp-style re-thresholding of a finished output into a new one, which
+ * records its run like any output (so it is refused when it holds another, unless `overwrite`).
+ */
 export async function refilter(
   storage: Storage,
   input: string,
   output: string,
   change: RefilterOptions,
   compression: 'none' | 'gzip' = 'none',
+  overwrite = false,
 ): Promise<RefilterResult> {
-  const shards = await finishedShards(storage, input);
-  const all: ShardStats[] = [];
-  for (const s of shards) {
-    const started = new Date();
-    const writer = await ShardWriter.open(storage, output, s.stats.shard, compression);
-    try {
-      let batch: OutputRecord[] = [];
-      for await (const r of readRecords(storage, s.data)) {
-        batch.push(refilterRecord(r, change));
-        if (batch.length >= 512) {
-          await writer.append(batch);
-          batch = [];
-        }
-      }
-      await writer.append(batch);
-      const fallback = {
-        ...s.stats.options,
-        ...definedOnly({
-          threshold: change.threshold,
-          consider: change.consider,
-          top_k_texts: change.keepTop,
-        }),
-      };
-      all.push(await writer.commit(emptyTimings(), started, fallback));
-    } catch (err) {
-      await writer.abort();
-      throw err;
-    }
+  const from = absoluteLocation(input);
+  const to = absoluteLocation(output);
+  const shards = await finishedShards(storage, from);
+  const lock = await lockOutput(to);
+  try {
+    const plan = await refilterPlan(storage, from, shards, change, compression);
+    await prepareOutput(storage, to, plan, { overwrite });
+    const all: ShardStats[] = [];
+    for (const s of shards) all.push(await refilterShard(storage, s, to, change, compression));
+    const summary = await writeSummary(storage, to, all, { input: from, refilteredFrom: from });
+    return { shards: all.length, records: summary.records, keptTexts: summary.kept.texts };
+  } finally {
+    await lock.release();
   }
-  const summary = await writeSummary(storage, output, all, { input, refilteredFrom: input });
-  return { shards: all.length, records: summary.records, keptTexts: summary.kept.texts };
 }
 
 /** One BLIP/LAVIS annotation: the image (path or S3 URI) or url, and one kept caption. */

@@ -1,13 +1,18 @@
 import { Captioner, type EngineOptions } from '../captioner/captioner.js';
 import { errorMessage } from '../core/errors.js';
-import type { RunOptions, ShardStats } from '../core/types.js';
+import type { RecordModels, RunOptions, ShardStats } from '../core/types.js';
 import { validateRunOptions } from '../core/validate.js';
 import { Filter } from '../filter/filter.js';
+import { absoluteLocation } from '../io/location.js';
 import { sourcePolicyFor } from '../io/sources.js';
 import type { Storage } from '../io/storage/storage.js';
-import { completedShardStats } from '../output/completion.js';
+import { modelIdOf, readManifest } from '../model/manifest.js';
+import { lockOutput } from '../output/lock.js';
+import { type PreparedOutput, prepareOutput } from '../output/prepare.js';
+import type { RecordedShard } from '../output/run-record.js';
 import { removeSummary, type SummaryFile, summaryUri, writeSummary } from '../output/summary.js';
 import type { CaptionEngine, FilterEngine } from './engines.js';
+import { fingerprintShards } from './fingerprint.js';
 import { type PlannedShard, planRun, totalPairs } from './plan.js';
 import { Progress } from './progress.js';
 import { processShard } from './shard.js';
@@ -48,21 +53,41 @@ export interface LocalRunResult {
 
 type Engines = { captioner: CaptionEngine; filter: FilterEngine };
 
-/** Shards already complete in the output (skipped unless overwrite), and those still to do. */
-async function sortOutDone(
-  p: LocalRunParams,
-  planned: readonly PlannedShard[],
-): Promise<{ todo: PlannedShard[]; done: Map<string, ShardStats> }> {
-  const todo: PlannedShard[] = [];
-  const done = new Map<string, ShardStats>();
-  for (const s of planned) {
-    const stats = p.overwrite
-      ? null
-      : await completedShardStats(p.storage, p.output, s.shard.id, p.options.output.compression);
-    if (stats) done.set(s.shard.id, stats);
-    else todo.push(s);
-  }
-  return { todo, done };
+/** The ids of the models a run will use, read from their manifests (no model loads). */
+async function modelsOf(p: LocalRunParams, planned: readonly PlannedShard[]): Promise<RecordModels | null> {
+  if (planned.every((s) => s.shard.human)) return null;
+  if (p.engines) return { captioner: p.engines.captioner.modelId, filter: p.engines.filter.modelId };
+  const [captioner, filter] = await Promise.all(
+    [p.captionerDir, p.filterDir].map(async (dir) => modelIdOf(dir, await readManifest(dir))),
+  );
+  return { captioner, filter };
+}
+
+/**
+ * The run's plan (shards, their input fingerprints, the models) checked against the run the
+ * output holds (output/prepare.ts): refused when it is another one, otherwise what is left to do.
+ */
+async function prepareRun(p: LocalRunParams, where: RunLocations): Promise<PreparedOutput> {
+  const planned = await planRun(p.storage, {
+    ...where,
+    shardSize: p.options.input.shardSize,
+    columns: p.options.input,
+  });
+  const prints = await fingerprintShards(
+    p.storage,
+    planned.map((s) => s.shard),
+  );
+  return await prepareOutput(
+    p.storage,
+    where.output,
+    {
+      ...where,
+      options: p.options,
+      models: await modelsOf(p, planned),
+      shards: planned.map((s) => ({ ...s, fingerprint: prints.get(s.shard.id) as string })),
+    },
+    { overwrite: p.overwrite },
+  );
 }
 
 /** The runner's own engines, loaded once; `close` releases them (not engines passed in). */
@@ -92,7 +117,8 @@ interface ShardOutcomes {
 /** One shard after another; a failed shard is logged and the run goes on, an interrupt stops it. */
 async function processShards(
   p: LocalRunParams,
-  todo: readonly PlannedShard[],
+  output: string,
+  todo: readonly RecordedShard[],
   engines: Engines | null,
   progress: Progress,
   log: (line: string) => void,
@@ -103,14 +129,14 @@ async function processShards(
     options: p.options,
     captioner: engines?.captioner ?? null,
     filter: engines?.filter ?? null,
-    output: p.output,
+    output,
     signal: p.signal,
     onProgress: (n: number) => progress.add(n),
   };
   for (const s of todo) {
     if (p.signal?.aborted) return { ...out, interrupted: true };
     try {
-      out.fresh.push(await processShard(s.shard, ctx));
+      out.fresh.push(await processShard(s.shard, { ...ctx, fingerprint: s.fingerprint }));
       progress.shardDone();
     } catch (err) {
       if (p.signal?.aborted) return { ...out, interrupted: true };
@@ -121,16 +147,24 @@ async function processShards(
   return out;
 }
 
-function progressFor(p: LocalRunParams, planned: readonly PlannedShard[]): Progress {
+function progressFor(p: LocalRunParams, planned: readonly RecordedShard[]): Progress {
   const total = totalPairs(planned);
   return p.progress && p.progress !== 'auto'
     ? new Progress({ mode: p.progress, totalPairs: total, totalShards: planned.length })
     : Progress.auto(total, planned.length);
 }
 
+/** Where a run reads and writes, as absolute locations (they are recorded with the output). */
+interface RunLocations {
+  input: string;
+  human: string[];
+  output: string;
+}
+
 /**
- * `capfilt run` on one machine: plan shards, skip completed ones (unless overwrite), process the
- * rest one by one with decode prefetch, and write _summary.json once every shard is complete.
+ * `capfilt run` on one machine: lock the output, plan shards and check them against the run the
+ * output holds, process what is left one by one with decode prefetch, and write _summary.json
+ * once every shard is complete.
  */
 export async function runLocal(params: LocalRunParams): Promise<LocalRunResult> {
   validateRunOptions(params.options);
@@ -140,25 +174,45 @@ export async function runLocal(params: LocalRunParams): Promise<LocalRunResult> 
   const p: LocalRunParams = { ...params, options: { ...params.options, sources } };
   const t0 = performance.now();
   const log = p.log ?? ((line: string) => process.stderr.write(`${line}\n`));
-  const planned = await planRun(p.storage, {
-    ...p,
-    shardSize: p.options.input.shardSize,
-    columns: p.options.input,
-  });
-  await p.storage.removeTemps(p.output);
-  const { todo, done } = await sortOutDone(p, planned);
+  const where: RunLocations = {
+    input: absoluteLocation(p.input),
+    human: (p.human ?? []).map(absoluteLocation),
+    output: absoluteLocation(p.output),
+  };
+  // First, before planning or loading anything: an output that is in use or not writable fails here.
+  const lock = await lockOutput(where.output);
+  if (lock.tookOverFrom) {
+    log(`capfilt: took over the lock of ${where.output} from pid ${lock.tookOverFrom.pid}, which is gone`);
+  }
+  try {
+    return await runLocked(p, where, log, t0);
+  } finally {
+    await lock.release();
+  }
+}
+
+async function runLocked(
+  p: LocalRunParams,
+  where: RunLocations,
+  log: (line: string) => void,
+  t0: number,
+): Promise<LocalRunResult> {
+  const { record, todo, done, notes } = await prepareRun(p, where);
+  for (const note of notes) log(`capfilt: ${note}`);
+  await p.storage.removeTemps(where.output);
+  const planned = record.shards;
   const progress = progressFor(p, planned);
   for (const s of planned) {
     const stats = done.get(s.shard.id);
     if (stats) progress.skipShard(s.pairs ?? stats.records);
   }
   if (done.size > 0) log(`capfilt: ${done.size} of ${planned.length} shards already complete, skipping them`);
-  if (todo.length > 0) await removeSummary(p.storage, p.output);
+  if (todo.length > 0) await removeSummary(p.storage, where.output);
 
   const opened = todo.some((s) => !s.shard.human) ? await openEngines(p) : null;
   let outcomes: ShardOutcomes;
   try {
-    outcomes = await processShards(p, todo, opened?.engines ?? null, progress, log);
+    outcomes = await processShards(p, where.output, todo, opened?.engines ?? null, progress, log);
   } finally {
     progress.finish();
     await opened?.close();
@@ -170,7 +224,7 @@ export async function runLocal(params: LocalRunParams): Promise<LocalRunResult> 
   const all = planned.flatMap((s) => done.get(s.shard.id) ?? []);
   const complete = !interrupted && failed.length === 0 && all.length === planned.length;
   const summary = complete
-    ? await writeSummary(p.storage, p.output, all, { input: p.input, human: p.human })
+    ? await writeSummary(p.storage, where.output, all, { input: where.input, human: where.human })
     : null;
   return {
     shards: planned.length,
@@ -179,7 +233,7 @@ export async function runLocal(params: LocalRunParams): Promise<LocalRunResult> 
     failed,
     interrupted,
     summary,
-    summaryUri: summaryUri(p.output),
+    summaryUri: summaryUri(where.output),
     wallMs: performance.now() - t0,
     modelMs: fresh.reduce((a, s) => a + s.timingsMs.caption + s.timingsMs.filter, 0),
     stats: all,

@@ -28,6 +28,8 @@ export interface ShardContext extends StageContext {
   signal?: AbortSignal;
   /** Called after each batch is written, with the number of pairs it held. */
   onProgress?: (pairs: number) => void;
+  /** The fingerprint of the shard's input as planned, kept in its completion marker. */
+  fingerprint?: string;
 }
 
 export async function* batches<T>(
@@ -119,7 +121,7 @@ export async function processShard(shard: ShardRef, ctx: ShardContext): Promise<
       ctx.onProgress?.(records.length);
     }
     aborted(ctx.signal, shard.id);
-    return await writer.commit(timings, startedAt, recordOptions(ctx.options));
+    return await writer.commit(timings, startedAt, recordOptions(ctx.options), ctx.fingerprint);
   } catch (err) {
     await writer.abort();
     throw shardFailure(shard, err);
@@ -176,7 +178,7 @@ export async function modelStages(
 export async function writeShardOutput(
   shard: ShardRef,
   records: AsyncIterable<OutputRecord[]> | Iterable<OutputRecord[]>,
-  ctx: Pick<ShardContext, 'storage' | 'options' | 'output'>,
+  ctx: Pick<ShardContext, 'storage' | 'options' | 'output' | 'fingerprint'>,
   timings: StageTimings = emptyTimings(),
   startedAt: Date = new Date(),
 ): Promise<ShardStats> {
@@ -187,7 +189,7 @@ export async function writeShardOutput(
       await writer.append(batch);
       timings.write += performance.now() - t0;
     }
-    return await writer.commit(timings, startedAt, recordOptions(ctx.options));
+    return await writer.commit(timings, startedAt, recordOptions(ctx.options), ctx.fingerprint);
   } catch (err) {
     await writer.abort();
     throw shardFailure(shard, err);

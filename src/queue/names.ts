@@ -27,9 +27,6 @@ export function runKey(prefix: string, runId: string): string {
 export function runsIndexKey(prefix: string): string {
   return `${prefix}:capfilt:runs`;
 }
-export function fingerprintsKey(prefix: string, output: string): string {
-  return `${prefix}:capfilt:fingerprints:${sha1(output).slice(0, 16)}`;
-}
 
 /**
  * An id safe for BullMQ (no ':'; never an integer) that is still injective: characters outside

@@ -3,10 +3,13 @@
  * stage functions of queue/stages.ts (themselves the pipeline's) and move results between jobs:
  * inline in Redis when small, as spill files otherwise.
  */
+import { hostname } from 'node:os';
 import { type Job, UnrecoverableError } from 'bullmq';
 import { InvalidJobError } from '../core/errors.js';
-import type { RunOptions } from '../core/types.js';
+import type { RunOptions, ShardRef } from '../core/types.js';
+import { parseLocation } from '../io/location.js';
 import type { Storage } from '../io/storage/storage.js';
+import { readRunRecord, runRecordUri } from '../output/run-record.js';
 import type { QueueContext } from './context.js';
 import { queueName, type Stage, shardJobId } from './names.js';
 import { checkCarried, checkRunRecord, checkShardInRun, parseProduceJob, parseShardJob } from './payloads.js';
@@ -27,6 +30,15 @@ import { writeRunSummary } from './summary.js';
 /** The run's options as produce recorded them, checked against the run schema, cached per process. */
 export class RunCache {
   readonly #runs = new Map<string, RunRecord<RunOptions>>();
+  readonly #outputsSeen = new Set<string>();
+  /** Whether this process already found the run's output (its run record) from here. */
+  outputSeen(runId: string): boolean {
+    return this.#outputsSeen.has(runId);
+  }
+  markOutputSeen(runId: string): void {
+    if (this.#outputsSeen.size > 64) this.#outputsSeen.clear();
+    this.#outputsSeen.add(runId);
+  }
   constructor(private readonly ctx: QueueContext) {}
   async get(runId: string): Promise<RunRecord<RunOptions>> {
     const hit = this.#runs.get(runId);
@@ -90,12 +102,33 @@ async function childValue<T>(
   );
 }
 
+/**
+ * A worker on another machine than the producer sees its own filesystem: a local input or output
+ * path that is not shared at the same place is not there. Said at once, for good (retries cannot
+ * help): the input by its path, the output by its run record, which produce wrote before enqueueing.
+ */
+async function assertVisible(pc: ProcessorContext, run: RunRecord, shard: ShardRef): Promise<void> {
+  const here = `this worker (${hostname()})`;
+  const remedy = 'workers need it at the same path (a shared filesystem), or use s3://';
+  if (parseLocation(shard.uri).kind === 'local' && (await pc.storage.kind(shard.uri)) === null) {
+    throw new UnrecoverableError(`input ${shard.uri} is not visible from ${here}: ${remedy}`);
+  }
+  if (pc.runs.outputSeen(run.runId)) return;
+  if (!(await readRunRecord(pc.storage, run.output))) {
+    throw new UnrecoverableError(
+      `output ${run.output} is not visible from ${here} (no ${runRecordUri(run.output)} there): ${remedy}`,
+    );
+  }
+  pc.runs.markOutputSeen(run.runId);
+}
+
 /** A shard job's data and run, both checked: nothing a forged job names is read or written. */
 async function shardJob(pc: ProcessorContext, job: Job) {
   const what = `${job.name} job ${job.id ?? ''}`.trim();
   const data = parseShardJob(job.data, what);
   const run = await pc.runs.get(data.runId);
   checkShardInRun(data, run, what);
+  await assertVisible(pc, run, data.shard);
   return { data, run };
 }
 
@@ -152,8 +185,13 @@ async function writeShard(pc: ProcessorContext, job: Job, data: ShardJobData, ru
   if (value.captionSpill !== undefined && value.captionSpill !== captionSpill) {
     throw new InvalidJobError(`invalid write job: the captions' spill file must be ${captionSpill}`);
   }
-  const { stats, summary } = await writeStage(pc.storage, run, data.shard, await unwrap(pc.storage, value));
-  await pc.ctx.runs.recordFingerprint(run.output, data.shard.id, data.fingerprint);
+  const { stats, summary } = await writeStage(
+    pc.storage,
+    run,
+    data.shard,
+    await unwrap(pc.storage, value),
+    data.fingerprint,
+  );
   // Counted once per shard even if this job is delivered twice.
   const marked = await pc.ctx.runs.markShardDone(data.runId, data.shard.id, summary);
   const spills: Carried<unknown>[] = [value];

@@ -1,18 +1,18 @@
 import { randomBytes } from 'node:crypto';
 import type { FlowJob } from 'bullmq';
-import pMap from 'p-map';
-import { NotFoundError } from '../core/errors.js';
 import type { RunOptions, ShardRef } from '../core/types.js';
 import { validateId, validateRunOptions } from '../core/validate.js';
+import { absoluteLocation } from '../io/location.js';
 import { sourcePolicyFor } from '../io/sources.js';
 import type { Storage } from '../io/storage/storage.js';
-import { isShardComplete } from '../output/completion.js';
-import { planRun } from '../pipeline/plan.js';
+import { type PreparedOutput, prepareOutput } from '../output/prepare.js';
+import type { RecordedShard } from '../output/run-record.js';
+import { fingerprintShards } from '../pipeline/fingerprint.js';
+import { planRun, totalPairs } from '../pipeline/plan.js';
 import type { QueueContext } from './context.js';
-import { shardFingerprint } from './fingerprint.js';
 import { DEFAULT_SHARD_JOB_POLICY, type ShardJobPolicy, shardJobOptions } from './job-options.js';
 import { queueName, shardJobId } from './names.js';
-import type { RunMode } from './runs.js';
+import type { RunMode, RunRecord } from './runs.js';
 
 /** What a shard job carries: a reference to the shard, never its bytes. */
 export interface ShardJobData {
@@ -47,10 +47,16 @@ export interface ProduceResult {
   runId: string;
   /** Shards of the input. */
   shards: number;
-  /** Shards enqueued (new, changed or incomplete). */
+  /** Shards enqueued now (new, changed or incomplete). */
   enqueued: number;
   /** Complete in the output and unchanged since they were written. */
   skipped: number;
+  /** Producing an existing run: its shards still queued or running (not enqueued again). */
+  queued?: number;
+  /** Producing an existing run: its failed shards (not enqueued again: `capfilt retry` is for them). */
+  failed?: number;
+  /** The run existed before this call. */
+  existing?: true;
   /** Set when a scheduled firing was skipped because the schedule's previous run is unfinished. */
   busy?: true;
 }
@@ -96,10 +102,50 @@ export function shardFlow(
   };
 }
 
+/** Where a request reads and writes, absolute: every worker must resolve them to the same place. */
+function locationsOf(req: ProduceRequest, existing: RunRecord<RunOptions> | null) {
+  return {
+    input: absoluteLocation(req.input),
+    output: absoluteLocation(req.output),
+    human: (existing?.human ?? req.human ?? []).map(absoluteLocation),
+  };
+}
+
+/** The plan checked against the output's recorded run (output/prepare.ts), and what is left to do. */
+async function prepare(
+  storage: Storage,
+  req: ProduceRequest,
+  runId: string,
+  options: RunOptions,
+  where: ReturnType<typeof locationsOf>,
+): Promise<PreparedOutput> {
+  const planned = await planRun(storage, {
+    ...where,
+    shardSize: options.input.shardSize,
+    columns: options.input,
+  });
+  const prints = await fingerprintShards(
+    storage,
+    planned.map((s) => s.shard),
+  );
+  return await prepareOutput(
+    storage,
+    where.output,
+    {
+      ...where,
+      options,
+      models: null,
+      runId,
+      shards: planned.map((s) => ({ ...s, fingerprint: prints.get(s.shard.id) as string })),
+    },
+    { overwrite: req.overwrite },
+  );
+}
+
 /**
- * Plans the input's shards, skips those whose completion marker is in the output and whose input
- * is unchanged since it was written, records the run (with its options), and enqueues one flow
- * per remaining shard.
+ * Plans the input's shards, checks them against the run the output holds (another run is
+ * refused), skips complete shards whose input is unchanged, records the run (with its options),
+ * and enqueues one flow per remaining shard.
  */
 export async function produceRun(
   ctx: QueueContext,
@@ -110,76 +156,93 @@ export async function produceRun(
   const runId = req.runId ?? newRunId();
   validateId(runId, 'run id');
   const existing = await ctx.runs.get<RunOptions>(runId);
-  if (!existing && req.scheduleId) {
+  if (existing) return await produceAgain(ctx, storage, req, existing);
+  if (req.scheduleId) {
     // A firing while the schedule's previous run is still going would enqueue that run's
     // unfinished shards a second time: skip it, the next firing picks up whatever is new.
     const busy = await unfinishedRunOf(ctx, req.scheduleId);
     if (busy) return { runId: busy, shards: 0, enqueued: 0, skipped: 0, busy: true };
   }
-  // Producing a run again (a crashed producer, a retried produce job) re-adds only what is
-  // missing: job ids are derived from run + shard, so BullMQ ignores flows it already holds.
+  const where = locationsOf(req, null);
   // Decided once, recorded with the run: the inputs' own folders or buckets, plus what the options add.
-  const options = existing?.options ?? {
+  const options: RunOptions = {
     ...req.options,
-    sources: await sourcePolicyFor(storage, [req.input, ...(req.human ?? [])], req.options.sources),
+    sources: await sourcePolicyFor(storage, [where.input, ...where.human], req.options.sources),
   };
-  const planned = await planRun(storage, {
-    input: req.input,
-    output: req.output,
-    human: existing?.human ?? req.human,
-    shardSize: options.input.shardSize,
-    columns: options.input,
+  const { record, todo } = await prepare(storage, req, runId, options, where);
+  const shards = record.shards.length;
+  // A scheduled firing with nothing new leaves no trace: a frequent schedule must not fill Redis
+  // with empty runs.
+  if (todo.length === 0 && req.scheduleId) return { runId, shards, enqueued: 0, skipped: shards };
+  await ctx.runs.create({
+    runId,
+    ...where,
+    mode: req.mode,
+    options,
+    ...(where.human.length ? { human: where.human } : {}),
+    createdAt: Date.now(),
+    shardsTotal: todo.length,
+    shardsSkipped: shards - todo.length,
+    pairsTotal: totalPairs(todo),
+    ...(req.scheduleId ? { scheduleId: req.scheduleId } : {}),
   });
-  const previous = await ctx.runs.fingerprints(req.output);
-  const decisions = await pMap(
-    planned,
-    async ({ shard }) => {
-      // A shard whose input vanished since planning is still enqueued: its job then fails
-      // permanently and is listed among the run's failures.
-      const fingerprint = await shardFingerprint(storage, shard).catch((err: unknown) => {
-        if (err instanceof NotFoundError) return 'missing';
-        throw err;
-      });
-      if (req.overwrite) return { shard, fingerprint, skip: false };
-      const before = previous.get(shard.id);
-      // Output written by `capfilt run` has no recorded fingerprint: its completion alone means done.
-      const unchanged = before === undefined || before === fingerprint;
-      const skip =
-        unchanged && (await isShardComplete(storage, req.output, shard.id, options.output.compression));
-      return { shard, fingerprint, skip };
-    },
-    { concurrency: 16 },
-  );
-  let todo = decisions.filter((d) => !d.skip);
-  if (existing) {
-    const done = await Promise.all(todo.map((d) => ctx.runs.isShardDone(runId, d.shard.id)));
-    todo = todo.filter((_, i) => !done[i]);
-  } else if (todo.length === 0 && req.scheduleId) {
-    // A scheduled firing with nothing new leaves no trace: a frequent schedule must not fill
-    // Redis with empty runs.
-    return { runId, shards: decisions.length, enqueued: 0, skipped: decisions.length };
-  } else
-    await ctx.runs.create({
-      runId,
-      input: req.input,
-      output: req.output,
-      mode: req.mode,
-      options,
-      ...(req.human?.length ? { human: req.human } : {}),
-      createdAt: Date.now(),
-      shardsTotal: todo.length,
-      shardsSkipped: decisions.length - todo.length,
-      ...(req.scheduleId ? { scheduleId: req.scheduleId } : {}),
-    });
-  const policy = req.policy ?? DEFAULT_SHARD_JOB_POLICY;
-  const flows = todo.map((d) =>
-    shardFlow(
-      ctx.prefix,
-      { runId, shard: d.shard, fingerprint: d.fingerprint },
-      existing?.mode ?? req.mode,
-      policy,
-    ),
+  await enqueue(ctx, runId, req.mode, todo, req.policy);
+  return { runId, shards, enqueued: todo.length, skipped: shards - todo.length };
+}
+
+async function enqueue(
+  ctx: QueueContext,
+  runId: string,
+  mode: RunMode,
+  todo: readonly RecordedShard[],
+  policy: ShardJobPolicy = DEFAULT_SHARD_JOB_POLICY,
+): Promise<void> {
+  const flows = todo.map((s) =>
+    shardFlow(ctx.prefix, { runId, shard: s.shard, fingerprint: s.fingerprint }, mode, policy),
   );
   for (let i = 0; i < flows.length; i += 500) await ctx.flows().addBulk(flows.slice(i, i + 500));
-  return { runId, shards: decisions.length, enqueued: todo.length, skipped: decisions.length - todo.length };
+}
+
+/**
+ * Producing a run that exists (a crashed producer, a retried produce job, an operator running the
+ * same command again): only shards the run never enqueued are added; the result says what became
+ * of the others (done, queued or running, failed: `capfilt retry` re-runs failed ones).
+ */
+async function produceAgain(
+  ctx: QueueContext,
+  storage: Storage,
+  req: ProduceRequest,
+  run: RunRecord<RunOptions>,
+): Promise<ProduceResult> {
+  const where = { input: run.input, output: run.output, human: run.human ?? [] };
+  const { record, todo } = await prepare(
+    storage,
+    { ...req, overwrite: false },
+    run.runId,
+    run.options,
+    where,
+  );
+  const progress = await ctx.runs.progress(run.runId);
+  const failed = new Set(progress?.failures.map((f) => f.shardId));
+  const states = await Promise.all(
+    todo.map(async (s) => {
+      if (await ctx.runs.isShardDone(run.runId, s.shard.id)) return 'done';
+      if (failed.has(s.shard.id)) return 'failed';
+      const job = await ctx.queue('write').getJob(shardJobId(run.runId, s.shard.id, 'write'));
+      return job ? 'queued' : 'missing';
+    }),
+  );
+  const missing = todo.filter((_, i) => states[i] === 'missing');
+  await enqueue(ctx, run.runId, run.mode, missing, req.policy);
+  const count = (state: string) => states.filter((x) => x === state).length;
+  const shards = record.shards.length;
+  return {
+    runId: run.runId,
+    shards,
+    enqueued: missing.length,
+    skipped: shards - todo.length + count('done'),
+    queued: count('queued'),
+    failed: count('failed'),
+    existing: true,
+  };
 }

@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import type { Redis } from 'ioredis';
-import { fingerprintsKey, runKey, runsIndexKey } from './names.js';
+import { runKey, runsIndexKey } from './names.js';
 
 /** How a run's shards move: caption → filter → write, or fused (caption+filter) → write. */
 export type RunMode = 'split' | 'fused';
@@ -18,6 +18,8 @@ export interface RunRecord<Options = unknown> {
   shardsTotal: number;
   /** Shards found complete and unchanged in the output, so not enqueued. */
   shardsSkipped: number;
+  /** Pairs in the enqueued shards when known before reading them (null with tars): the ETA's total. */
+  pairsTotal?: number | null;
   scheduleId?: string;
   /** Human-annotated inputs added unfiltered. */
   human?: string[];
@@ -97,6 +99,7 @@ export class RunStore {
       shardsSkipped: String(record.shardsSkipped),
     };
     if (record.scheduleId) fields.scheduleId = record.scheduleId;
+    if (record.pairsTotal != null) fields.pairsTotal = String(record.pairsTotal);
     if (record.human?.length) fields.human = JSON.stringify(record.human);
     const multi = this.redis
       .multi()
@@ -119,6 +122,7 @@ export class RunStore {
       shardsTotal: Number(h.shardsTotal),
       shardsSkipped: Number(h.shardsSkipped),
       ...(h.scheduleId ? { scheduleId: h.scheduleId } : {}),
+      pairsTotal: h.pairsTotal ? Number(h.pairsTotal) : null,
       ...(h.human ? { human: JSON.parse(h.human) as string[] } : {}),
     };
   }
@@ -218,14 +222,5 @@ export class RunStore {
       syntheticKeptRatio: n('syntheticTotal') > 0 ? n('syntheticKept') / n('syntheticTotal') : 0,
       failures: Object.entries(failures).map(([shardId, error]) => ({ shardId, error })),
     };
-  }
-
-  /** Fingerprints of input shards as last written to `output` (for incremental re-runs). */
-  async fingerprints(output: string): Promise<Map<string, string>> {
-    return new Map(Object.entries(await this.redis.hgetall(fingerprintsKey(this.prefix, output))));
-  }
-
-  async recordFingerprint(output: string, shardId: string, fingerprint: string): Promise<void> {
-    await this.redis.hset(fingerprintsKey(this.prefix, output), shardId, fingerprint);
   }
 }

@@ -1,6 +1,7 @@
 import { DEFAULT_QUEUE } from '../core/defaults.js';
 import { joinUri } from '../io/location.js';
 import type { Storage } from '../io/storage/storage.js';
+import { WORK_DIR } from '../output/layout.js';
 import { sanitizeId } from './names.js';
 
 /**
@@ -19,7 +20,7 @@ export function inlineLimit(env: NodeJS.ProcessEnv = process.env): number {
 
 /** Deterministic, so a redelivered job overwrites its own spill file. */
 export function spillUri(output: string, runId: string, stage: string, shardId: string): string {
-  return joinUri(output, `_capfilt-work/${sanitizeId(runId)}/${stage}-${sanitizeId(shardId)}.json`);
+  return joinUri(output, `${WORK_DIR}/${sanitizeId(runId)}/${stage}-${sanitizeId(shardId)}.json`);
 }
 
 export async function carry<T>(

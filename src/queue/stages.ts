@@ -172,12 +172,13 @@ export async function writeStage(
   run: RunRecord<RunOptions>,
   shard: ShardRef,
   result: ModelStageResult,
+  fingerprint: string,
 ): Promise<{ stats: ShardStats; summary: ShardSummary }> {
   const timings = { ...result.timings };
   const stats = await writeShardOutput(
     shard,
     [result.records],
-    { storage, options: run.options, output: run.output },
+    { storage, options: run.options, output: run.output, fingerprint },
     timings,
     new Date(result.startedAt),
   );

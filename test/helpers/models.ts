@@ -1,6 +1,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { Captioner } from '../../src/captioner/captioner.js';
+import { Filter } from '../../src/filter/filter.js';
 import { importModel } from '../../src/model/convert/import.js';
 import type { Precision } from '../../src/model/manifest.js';
 
@@ -49,4 +51,21 @@ export function embedDiffs(kind: 'captioner' | 'filter', embeds: Float32Array): 
   return IMAGE_NAMES.map((name, i) =>
     maxAbsDiff(embeds.subarray(i * per, (i + 1) * per), fixtureBin(`${kind}_image_embeds_${name}.bin`)),
   );
+}
+
+/** Both tiny engines loaded from converted models (tests that hand the runner its engines). */
+export async function loadTinyEngines(
+  models: TinyModels,
+  batchSize: number,
+): Promise<{ captioner: Captioner; filter: Filter; close(): Promise<void> }> {
+  const captioner = await Captioner.load(models.captioner, { batchSize });
+  const filter = await Filter.load(models.filter, { batchSize });
+  return {
+    captioner,
+    filter,
+    async close() {
+      await captioner.close();
+      await filter.close();
+    },
+  };
 }

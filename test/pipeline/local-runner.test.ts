@@ -3,14 +3,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { Captioner } from '../../src/captioner/captioner.js';
+import type { Captioner } from '../../src/captioner/captioner.js';
 import { runOptions } from '../../src/core/options.js';
 import type { OutputRecord, RunOptions } from '../../src/core/types.js';
-import { Filter } from '../../src/filter/filter.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { blipAnnotations, refilter } from '../../src/pipeline/dataset.js';
 import { runLocal } from '../../src/pipeline/local-runner.js';
-import { importTinyModels, type TinyModels } from '../helpers/models.js';
+import { importTinyModels, loadTinyEngines, type TinyModels } from '../helpers/models.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
 
 const EXAMPLES = join(import.meta.dirname, '../../examples');
@@ -28,16 +27,13 @@ async function records(dir: string): Promise<OutputRecord[]> {
 
 describe('local runner', () => {
   let models: TinyModels;
-  let engines: { captioner: Captioner; filter: Filter };
+  let engines: Awaited<ReturnType<typeof loadTinyEngines>>;
   const storage = new Storage();
   let options: RunOptions;
 
   beforeAll(async () => {
     models = await importTinyModels();
-    engines = {
-      captioner: await Captioner.load(models.captioner, { batchSize: 4 }),
-      filter: await Filter.load(models.filter, { batchSize: 4 }),
-    };
+    engines = await loadTinyEngines(models, 4);
     options = runOptions({
       input: { shardSize: 5 },
       batchSize: 4,
@@ -47,8 +43,7 @@ describe('local runner', () => {
     });
   });
   afterAll(async () => {
-    await engines?.captioner.close();
-    await engines?.filter.close();
+    await engines?.close();
     models?.dispose();
   });
 
@@ -158,7 +153,8 @@ describe('local runner', () => {
     });
     expect(r1.interrupted).toBe(true);
     expect(r1.summary).toBeNull();
-    expect(await readdir(out)).toEqual([]);
+    // No part of the interrupted shard is visible; the output holds only its run record.
+    expect(await readdir(out)).toEqual(['_capfilt-run.json']);
     const r2 = await runLocal({ ...base(), options: shardOptions, input, output: out });
     expect(r2).toMatchObject({ processed: 1, interrupted: false });
     const recs = await records(out);
@@ -195,6 +191,7 @@ describe('local runner', () => {
       expect(r).toMatchObject({ shards: 2, processed: 2, failed: [] });
       const listed = (await s3storage.list(`s3://${bucket}/out`)).map((f) => f.relPath);
       expect(listed).toEqual([
+        '_capfilt-run.json',
         '_summary.json',
         'part-00000.jsonl.gz',
         'part-00000.stats.json',

@@ -1,10 +1,9 @@
-import { basename } from 'node:path';
 import { DEFAULT_BATCH_SIZE, DEFAULT_ENGINE } from '../../core/defaults.js';
 import { UsageError } from '../../core/errors.js';
 import type { RgbImage } from '../../core/types.js';
 import type { ModelKind } from '../config.js';
 import { GRAPHS, IO } from '../io-names.js';
-import { type ModelManifest, readManifest } from '../manifest.js';
+import { type ModelManifest, modelIdOf, readManifest } from '../manifest.js';
 import { checkRunnable } from './cpu.js';
 import { CrossCache } from './cross-cache.js';
 import { preprocessImage } from './preprocess.js';
@@ -57,7 +56,7 @@ export async function loadModel(
   const sessions = new ModelSessions(modelDir, manifest, device, options);
   return {
     manifest,
-    modelId: manifest.source.name ?? basename(modelDir),
+    modelId: modelIdOf(modelDir, manifest),
     device,
     sessions,
     tokenizer,
