@@ -322,6 +322,14 @@ export function addRunOptionFlags(cmd: Command): Command {
   return addInputFlags(addFilterFlags(addDecodingFlags(cmd)));
 }
 
+/** run, produce and refilter: the one way to replace what an output folder holds (output/prepare.ts). */
+export function addOverwriteFlag(cmd: Command): Command {
+  return cmd.option(
+    '--overwrite',
+    'replace the run the output folder holds (its capfilt files are removed first)',
+  );
+}
+
 /** The batch size flag of commands that do not run the models themselves (produce, schedule). */
 export function addBatchSizeFlag(cmd: Command): Command {
   return cmd.option(

@@ -6,6 +6,7 @@ import type { RunMode } from '../queue/runs.js';
 import { addConnectionFlags, type ConnectionFlags, openContext } from './connection.js';
 import {
   addBatchSizeFlag,
+  addOverwriteFlag,
   addRunOptionFlags,
   type RunOptionFlags,
   runOptionsFromFlags,
@@ -73,8 +74,7 @@ export function registerProduce(program: Command): void {
   const cmd = program
     .command('produce')
     .description('enqueue a distributed run: one BullMQ flow per input shard not already done')
-    .option('--run <id>', 'run id (default: generated); producing the same id again adds nothing')
-    .option('--overwrite', 'redo shards that are already complete');
-  addBatchSizeFlag(addRunOptionFlags(addConnectionFlags(addRunTargetFlags(cmd))));
+    .option('--run <id>', 'run id (default: generated); producing the same id again adds nothing');
+  addBatchSizeFlag(addRunOptionFlags(addOverwriteFlag(addConnectionFlags(addRunTargetFlags(cmd)))));
   cmd.action(produceCommand);
 }

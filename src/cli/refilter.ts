@@ -4,7 +4,7 @@ import type { FilterOptions } from '../core/types.js';
 import { validateDecisionChange } from '../core/validate.js';
 import { Storage } from '../io/storage/storage.js';
 import { refilter } from '../pipeline/dataset.js';
-import { addDecisionFlags, addS3Flags, type S3Flags, s3FromFlags } from './flags.js';
+import { addDecisionFlags, addOverwriteFlag, addS3Flags, type S3Flags, s3FromFlags } from './flags.js';
 
 export interface RefilterCommandOptions extends S3Flags {
   input: string;
@@ -40,9 +40,8 @@ export function registerRefilter(program: Command): void {
     .description('re-decide which texts to keep from the stored scores, without loading a model')
     .requiredOption('-i, --input <loc>', 'a capfilt output folder or prefix')
     .requiredOption('-o, --output <loc>', 'where to write the re-filtered dataset')
-    .option('--gzip', 'write part-<shard>.jsonl.gz')
-    .option('--overwrite', 'replace the run the output folder holds');
+    .option('--gzip', 'write part-<shard>.jsonl.gz');
   // No defaults here: what is not given keeps the value the output was made with.
-  addS3Flags(addDecisionFlags(cmd, false));
+  addOverwriteFlag(addS3Flags(addDecisionFlags(cmd, false)));
   cmd.action(refilterCommand);
 }

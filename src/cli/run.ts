@@ -3,6 +3,7 @@ import { Storage } from '../io/storage/storage.js';
 import { type LocalRunResult, runLocal } from '../pipeline/local-runner.js';
 import {
   addEngineFlags,
+  addOverwriteFlag,
   addRunOptionFlags,
   type EngineFlags,
   engineFromFlags,
@@ -120,12 +121,11 @@ export function registerRun(program: Command): void {
     .requiredOption('--captioner <dir>', 'converted captioner (capfilt models import)')
     .requiredOption('--filter <dir>', 'converted ITM filter (capfilt models import)')
     .option('--human <loc...>', 'human-annotated pairs to add unfiltered, marked human')
-    .option('--overwrite', 'redo shards that are already complete')
     .addOption(
       new Option('--progress <mode>', 'progress display')
         .choices(['auto', 'tty', 'plain', 'none'])
         .default('auto'),
     );
-  addEngineFlags(addRunOptionFlags(cmd));
+  addEngineFlags(addRunOptionFlags(addOverwriteFlag(cmd)));
   cmd.action(runCommand);
 }

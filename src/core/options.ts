@@ -75,8 +75,9 @@ export function decidingOptions(o: RunOptions): Record<string, DecidingValue> {
     '--first-token': f.firstToken,
     '--no-normalize': !f.normalizeWebText,
     '--max-text-length': f.maxTextLength,
-    '--image-column': o.input.imageColumn,
-    '--text-column': o.input.textColumn,
+    // Unset: the recognised column names, read the same way each time.
+    '--image-column': o.input.imageColumn ?? 'auto',
+    '--text-column': o.input.textColumn ?? 'auto',
     '--shard-size': o.input.shardSize,
     '--max-bytes': o.limits.maxBytes,
     '--max-pixels': o.limits.maxPixels,

@@ -10,10 +10,12 @@
  * the tests use does not implement one). An S3 output's writability is checked by writing its run
  * record, still before the models load.
  */
+
+import { randomBytes } from 'node:crypto';
 import { readFileSync, unlinkSync } from 'node:fs';
-import { mkdir, open, readFile, rm, stat } from 'node:fs/promises';
+import { link, mkdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises';
 import { hostname } from 'node:os';
-import { join } from 'node:path';
+import { basename, dirname, join } from 'node:path';
 import { UsageError } from '../core/errors.js';
 import { parseLocation } from '../io/location.js';
 import { LOCK_NAME } from './layout.js';
@@ -70,20 +72,15 @@ function thisProcess(command: string): LockHolder {
   };
 }
 
-/** How long a lock file that does not parse may be in the making before it counts as stale. */
-const HALF_WRITTEN_GRACE_MS = 10_000;
-
 /**
- * Who holds the lock. A lock that does not parse was left half-written by a process killed while
- * taking it (stale once older than the grace period), or is being written right now (held).
+ * Who holds the lock, or 'stale' for a lock that does not parse. A lock file appears whole (see
+ * tryCreate), so one that does not parse was damaged after the fact: nobody can be said to hold it.
  */
 async function readHolder(path: string): Promise<LockHolder | 'stale'> {
   try {
     return JSON.parse(await readFile(path, 'utf8')) as LockHolder;
   } catch {
-    const st = await stat(path).catch(() => null);
-    if (!st || Date.now() - st.mtimeMs > HALF_WRITTEN_GRACE_MS) return 'stale';
-    return { pid: -1, host: hostname(), startTicks: null, startedAt: st.mtime.toISOString(), command: '?' };
+    return 'stale';
   }
 }
 
@@ -99,18 +96,22 @@ function inUse(output: string, path: string, h: LockHolder): UsageError {
   );
 }
 
-/** Creates the lock file, or says who holds it. */
+/**
+ * Creates the lock file whole, or says who holds it: the holder is written to a temporary file
+ * first and hard-linked to the lock's name, which fails if the lock exists. A process killed at
+ * any point leaves either no lock or a complete one (and at most a temporary file, which is
+ * removed with the output's other temporaries).
+ */
 async function tryCreate(path: string, me: LockHolder): Promise<LockHolder | 'stale' | 'taken'> {
+  const temp = join(dirname(path), `.${basename(path)}.${process.pid}-${randomBytes(4).toString('hex')}.tmp`);
+  await writeFile(temp, `${JSON.stringify(me)}\n`);
   try {
-    const fh = await open(path, 'wx');
-    try {
-      await fh.writeFile(`${JSON.stringify(me)}\n`);
-    } finally {
-      await fh.close();
-    }
+    await link(temp, path);
     return 'taken';
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+  } finally {
+    await rm(temp, { force: true });
   }
   return await readHolder(path);
 }
@@ -137,13 +138,14 @@ export async function lockOutput(
   const path = join(loc.path, LOCK_NAME);
   const me = thisProcess(command);
   let tookOverFrom: LockHolder | null = null;
+  let created = false;
   try {
-    await mkdir(loc.path, { recursive: true });
+    created = (await mkdir(loc.path, { recursive: true })) !== undefined;
     for (;;) {
       const holder = await tryCreate(path, me);
       if (holder === 'taken') break;
       // Taken over once at most: a second stale lock means another process is taking it too.
-      if (holder !== 'stale' && (holder.pid === -1 || holderAlive(holder) || tookOverFrom)) {
+      if (holder !== 'stale' && (holderAlive(holder) || tookOverFrom)) {
         throw inUse(output, path, holder);
       }
       if (tookOverFrom) throw inUse(output, path, tookOverFrom);
@@ -169,6 +171,8 @@ export async function lockOutput(
     async release() {
       process.off('exit', onExit);
       await rm(path, { force: true });
+      // A run refused before it wrote anything leaves no empty output folder behind.
+      if (created) await rmdir(loc.path).catch(() => {});
     },
   };
 }
