@@ -61,6 +61,8 @@ describe('a local run locks its output (child processes)', () => {
     const p = spawnCli([
       ...['run', '--input', input, '--output', out, '--captioner', captioner, '--filter', models.filter],
       ...['--shard-size', '16', '--batch-size', '2', '--progress', 'none', '--threads', '1'],
+      // The manifest (in a temporary folder) names the examples' images.
+      ...['--allow-root', EXAMPLES],
     ]);
     procs.push(p);
     return p;
