@@ -76,7 +76,8 @@ export async function startRedis(options: { appendonly?: boolean } = {}): Promis
   };
   const kill = async (hard = false) => {
     const p = proc;
-    if (!p || p.exitCode !== null) return;
+    // A process killed by a signal has a null exitCode: its signalCode says it is gone.
+    if (!p || p.exitCode !== null || p.signalCode !== null) return;
     await new Promise<void>((resolve) => {
       p.once('exit', () => resolve());
       p.kill(hard ? 'SIGKILL' : 'SIGTERM');

@@ -11,26 +11,41 @@ import { intArg } from './flags.js';
 export interface DashboardCommandOptions extends ConnectionFlags {
   host: string;
   port: number;
+  allowedHosts?: string;
+  allowAnonymousActions?: boolean;
 }
 
-/** `capfilt dashboard`: Bull Board, JSON progress and Prometheus metrics. */
+/** `capfilt dashboard`: Bull Board, the run page, JSON progress and Prometheus metrics. */
 export function registerDashboard(program: Command): void {
   addConnectionFlags(
     program
       .command('dashboard')
       .description(
-        'Bull Board, JSON progress and Prometheus /metrics (auth from CAPFILT_DASHBOARD_USER/PASSWORD)',
+        'Bull Board, run progress, JSON progress and Prometheus /metrics (auth from CAPFILT_DASHBOARD_USER/PASSWORD)',
       )
       .option('--host <host>', 'bind address; anything but loopback requires auth', DEFAULT_DASHBOARD.host)
-      .option('--port <port>', 'port', intArg, DEFAULT_DASHBOARD.port),
+      .option('--port <port>', 'port', intArg, DEFAULT_DASHBOARD.port)
+      .option(
+        '--allowed-hosts <names>',
+        'comma-separated host names requests may address (IP literals and localhost always may)',
+      )
+      .option(
+        '--allow-anonymous-actions',
+        'let requests without credentials add, pause, retry and clean jobs (off: needs CAPFILT_DASHBOARD_USER/PASSWORD)',
+      ),
   ).action(async (o: DashboardCommandOptions) => {
     validatePort(o.port);
-    const dashboard = createDashboard({
+    const dashboard = await createDashboard({
       redisUrl: resolveRedisUrl(o.redis),
       prefix: prefixOf(o),
       host: o.host,
       port: o.port,
       auth: authFromEnv(),
+      allowedHosts: (o.allowedHosts ?? '')
+        .split(',')
+        .map((n) => n.trim())
+        .filter(Boolean),
+      anonymousActions: o.allowAnonymousActions ?? false,
     });
     const port = await dashboard.listen();
     process.stderr.write(

@@ -18,20 +18,6 @@ export function authFromEnv(env: NodeJS.ProcessEnv = process.env): BasicAuth | n
   return { user, password };
 }
 
-export function isLoopback(host: string): boolean {
-  return host === '127.0.0.1' || host === '::1' || host === 'localhost' || /^127\./.test(host);
-}
-
-/** Bull Board can retry, delete and promote jobs: never expose it beyond loopback unauthenticated. */
-export function assertBindAllowed(host: string, auth: BasicAuth | null): void {
-  if (!isLoopback(host) && !auth) {
-    throw new UsageError(
-      `refusing to bind the dashboard to ${host} without authentication: set ` +
-        'CAPFILT_DASHBOARD_USER and CAPFILT_DASHBOARD_PASSWORD (or bind 127.0.0.1)',
-    );
-  }
-}
-
 function safeEqual(a: string, b: string): boolean {
   const ab = Buffer.from(a);
   const bb = Buffer.from(b);

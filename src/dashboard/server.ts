@@ -3,16 +3,22 @@ import { createBullBoard } from '@bull-board/api';
 import { BullMQAdapter } from '@bull-board/api/bullMQAdapter';
 import { ExpressAdapter } from '@bull-board/express';
 import { Queue } from 'bullmq';
-import express, { type Express } from 'express';
+import express, { type Express, type NextFunction, type Request, type Response } from 'express';
 import type { Redis } from 'ioredis';
 import { DEFAULT_DASHBOARD } from '../core/defaults.js';
-import { createRedis } from '../queue/connection.js';
+import { errorMessage } from '../core/errors.js';
+import { createRedis, redactRedisUrl } from '../queue/connection.js';
 import { queueName, STAGES } from '../queue/names.js';
 import { RunStore } from '../queue/runs.js';
-import { assertBindAllowed, type BasicAuth, basicAuthMiddleware } from './auth.js';
+import { type BasicAuth, basicAuthMiddleware } from './auth.js';
+import { assertBindAllowed, type Lookup, resolveBind } from './bind.js';
+import { actionsNeedCredentials, hostAllowList, respondWithin, sameOriginMutations } from './guards.js';
 import { createMetrics } from './metrics.js';
 
 export const BOARD_PATH = '/admin/queues';
+
+/** How long a request may wait on Redis before the dashboard answers 503. */
+export const REDIS_DEADLINE_MS = 3_000;
 
 export interface DashboardOptions {
   redisUrl: string;
@@ -21,6 +27,14 @@ export interface DashboardOptions {
   port?: number;
   /** When set, every request needs these credentials; required to bind beyond loopback. */
   auth: BasicAuth | null;
+  /** Host names (besides IP literals, `localhost` and `host`) that requests may address. */
+  allowedHosts?: string[];
+  /** Lets requests without credentials change queues (only meaningful when `auth` is null). */
+  anonymousActions?: boolean;
+  /** Where server-side errors are reported (default: stderr). */
+  log?: (line: string) => void;
+  /** Name resolution for `host` (tests); default: the system resolver. */
+  lookup?: Lookup;
 }
 
 export interface Dashboard {
@@ -30,26 +44,48 @@ export interface Dashboard {
   close(): Promise<void>;
 }
 
-/** Bull Board over every capfilt queue, a JSON progress API and Prometheus metrics. */
-export function createDashboard(options: DashboardOptions): Dashboard {
-  const host = options.host ?? DEFAULT_DASHBOARD.host;
-  assertBindAllowed(host, options.auth);
-  const redis: Redis = createRedis(options.redisUrl, { role: 'worker' });
+/** Sends JSON unless the deadline already answered the request. */
+function reply(res: Response, body: unknown, status = 200): void {
+  if (!res.headersSent) res.status(status).json(body);
+}
+
+/**
+ * Bull Board over every capfilt queue, a JSON progress API and Prometheus metrics. `host` is
+ * resolved (and refused without auth when not loopback) before any connection is made.
+ */
+export async function createDashboard(options: DashboardOptions): Promise<Dashboard> {
+  const bind = await resolveBind(options.host ?? DEFAULT_DASHBOARD.host, options.lookup);
+  assertBindAllowed(bind, options.auth);
+  const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  // A client connection: commands fail instead of queueing forever while Redis is down.
+  const redis: Redis = createRedis(options.redisUrl, {
+    role: 'client',
+    onError: (err) => log(`capfilt: redis ${redactRedisUrl(options.redisUrl)}: ${err.message}`),
+  });
   const queues = STAGES.map((s) => new Queue(queueName(s), { connection: redis, prefix: options.prefix }));
+  // The connection above reports Redis errors once; a queue without a listener would print each.
+  for (const q of queues) q.on('error', () => {});
   const runs = new RunStore(redis, options.prefix);
   const metrics = createMetrics(queues, runs);
+  const readOnly = !options.auth && !options.anonymousActions;
 
   const board = new ExpressAdapter();
   board.setBasePath(BOARD_PATH);
   createBullBoard({
-    queues: queues.map((q) => new BullMQAdapter(q, { displayName: `${options.prefix} ${q.name}` })),
+    queues: queues.map(
+      (q) => new BullMQAdapter(q, { displayName: `${options.prefix} ${q.name}`, readOnlyMode: readOnly }),
+    ),
     serverAdapter: board,
     options: { uiConfig: { boardTitle: 'capfilt' } },
   });
 
   const app = express();
   app.disable('x-powered-by');
+  app.use(hostAllowList([bind.host, ...(options.allowedHosts ?? [])]));
   if (options.auth) app.use(basicAuthMiddleware(options.auth));
+  app.use(actionsNeedCredentials(options.auth !== null, options.anonymousActions ?? false));
+  app.use(sameOriginMutations());
+  app.use(respondWithin(REDIS_DEADLINE_MS));
   app.get('/', (_req, res) => res.redirect(BOARD_PATH));
   app.use(BOARD_PATH, board.getRouter());
   app.get('/api/progress', async (_req, res, next) => {
@@ -58,7 +94,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
         Promise.all(queues.map(async (q) => [q.name, await q.getJobCounts()] as const)),
         runs.recent(50),
       ]);
-      res.json({ prefix: options.prefix, queues: Object.fromEntries(counts), runs: recent });
+      reply(res, { prefix: options.prefix, queues: Object.fromEntries(counts), runs: recent });
     } catch (err) {
       next(err);
     }
@@ -66,18 +102,27 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   app.get('/api/runs/:runId', async (req, res, next) => {
     try {
       const p = await runs.progress(req.params.runId);
-      if (!p) res.status(404).json({ error: 'no such run' });
-      else res.json(p);
+      if (!p) reply(res, { error: 'no such run' }, 404);
+      else reply(res, p);
     } catch (err) {
       next(err);
     }
   });
   app.get('/metrics', async (_req, res, next) => {
     try {
-      res.type(metrics.contentType).send(await metrics.metrics());
+      const text = await metrics.metrics();
+      if (!res.headersSent) res.type(metrics.contentType).send(text);
     } catch (err) {
       next(err);
     }
+  });
+  // Error text can carry connection details: it goes to the operator's log, never to the client.
+  app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
+    if (res.headersSent) return;
+    const message = errorMessage(err).replaceAll(options.redisUrl, redactRedisUrl(options.redisUrl));
+    log(`capfilt: dashboard ${req.method} ${req.path}: ${message}`);
+    if (redis.status !== 'ready') reply(res, { error: 'Redis is unavailable' }, 503);
+    else reply(res, { error: 'internal error (see the dashboard log)' }, 500);
   });
 
   let server: Server | undefined;
@@ -85,7 +130,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     app,
     listen: () =>
       new Promise((resolve, reject) => {
-        const s = app.listen(options.port ?? DEFAULT_DASHBOARD.port, host, (err?: Error) => {
+        const s = app.listen(options.port ?? DEFAULT_DASHBOARD.port, bind.address, (err?: Error) => {
           if (err) reject(err);
           else {
             const address = s.address();

@@ -5,6 +5,11 @@ import { UsageError } from '../core/errors.js';
 /** Where capfilt's Redis lives when neither `--redis` nor `REDIS_URL` says otherwise. */
 export const DEFAULT_REDIS_URL: string = DEFAULT_QUEUE.redisUrl;
 
+const invalidUrl = (url: string) =>
+  new UsageError(
+    `invalid Redis URL: ${redactRedisUrl(url)} (percent-encode '/', '@', '?' and '#' in the password)`,
+  );
+
 /** `--redis` wins over `REDIS_URL`, which wins over the loopback default. */
 export function resolveRedisUrl(flag?: string, env: NodeJS.ProcessEnv = process.env): string {
   const url = flag?.trim() || env.REDIS_URL?.trim() || DEFAULT_REDIS_URL;
@@ -12,12 +17,15 @@ export function resolveRedisUrl(flag?: string, env: NodeJS.ProcessEnv = process.
   try {
     parsed = new URL(url);
   } catch {
-    throw new UsageError(`invalid Redis URL: ${redactRedisUrl(url)}`);
+    throw invalidUrl(url);
   }
   if (parsed.protocol !== 'redis:' && parsed.protocol !== 'rediss:') {
     throw new UsageError(`Redis URL must start with redis:// or rediss:// (got ${parsed.protocol}//)`);
   }
   const db = parsed.pathname.replace(/^\//, '');
+  // An '@' after the host means a password holding a '/' ended the host early: the rest of the
+  // password is in the path, so it is never echoed.
+  if (/@/.test(parsed.pathname + parsed.search + parsed.hash)) throw invalidUrl(url);
   if (db && !/^\d+$/.test(db)) throw new UsageError(`invalid Redis database in URL: ${db}`);
   return url;
 }
@@ -26,10 +34,13 @@ export function resolveRedisUrl(flag?: string, env: NodeJS.ProcessEnv = process.
 export function redactRedisUrl(url: string): string {
   try {
     const parsed = new URL(url);
+    if (/@/.test(parsed.pathname + parsed.search + parsed.hash)) throw new Error('password in the path');
     if (parsed.password) parsed.password = '***';
     return parsed.toString();
   } catch {
-    return url.replace(/\/\/([^@/]*)@/, '//***@');
+    // Unparseable, so nothing is known about where the password ends: mask everything up to the
+    // last '@' (a password may itself contain '/', '@' or ':').
+    return url.replace(/\/\/.*@/, '//***@');
   }
 }
 

@@ -1,7 +1,8 @@
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { assertBindAllowed, authFromEnv } from '../../src/dashboard/auth.js';
+import { authFromEnv } from '../../src/dashboard/auth.js';
+import { assertBindAllowed, resolveBind } from '../../src/dashboard/bind.js';
 import { createMetrics } from '../../src/dashboard/metrics.js';
 import { createDashboard, type Dashboard } from '../../src/dashboard/server.js';
 import { runKey, runsIndexKey } from '../../src/queue/names.js';
@@ -45,7 +46,7 @@ describe('dashboard', () => {
       syntheticTotal: 9,
     });
     client.disconnect();
-    dashboard = createDashboard({ redisUrl: redis.url, prefix, host: '127.0.0.1', port: 0, auth });
+    dashboard = await createDashboard({ redisUrl: redis.url, prefix, host: '127.0.0.1', port: 0, auth });
     base = `http://127.0.0.1:${await dashboard.listen()}`;
   });
   afterAll(async () => {
@@ -110,13 +111,16 @@ describe('dashboard', () => {
     }
   });
 
-  it('refuses to bind beyond loopback without auth', () => {
-    expect(() => assertBindAllowed('0.0.0.0', null)).toThrow(/refusing to bind/);
-    expect(() => assertBindAllowed('0.0.0.0', auth)).not.toThrow();
-    expect(() => assertBindAllowed('127.0.0.1', null)).not.toThrow();
-    expect(() => createDashboard({ redisUrl: redis.url, prefix, host: '0.0.0.0', auth: null })).toThrow(
-      /refusing to bind/,
-    );
+  it('refuses to bind beyond loopback without auth', async () => {
+    const any = await resolveBind('0.0.0.0');
+    expect(() => assertBindAllowed(any, null)).toThrow(/refusing to bind/);
+    expect(() => assertBindAllowed(any, auth)).not.toThrow();
+    const loopback = await resolveBind('127.0.0.1');
+    expect(() => assertBindAllowed(loopback, null)).not.toThrow();
+    expect((await resolveBind('localhost')).loopback).toBe(true);
+    await expect(
+      createDashboard({ redisUrl: redis.url, prefix, host: '0.0.0.0', auth: null }),
+    ).rejects.toThrow(/refusing to bind/);
     expect(authFromEnv({})).toBeNull();
     expect(() => authFromEnv({ CAPFILT_DASHBOARD_USER: 'a' })).toThrow(/both/);
   });
