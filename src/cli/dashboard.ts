@@ -49,7 +49,7 @@ export function registerDashboard(program: Command): void {
     });
     const port = await dashboard.listen();
     process.stderr.write(
-      `capfilt: dashboard on http://${o.host}:${port}/ (Bull Board at /admin/queues, /metrics)\n`,
+      `capfilt: dashboard on http://${o.host}:${port}/ (runs at /runs, Bull Board at /admin/queues, /metrics)\n`,
     );
     onShutdown([() => dashboard.close()], { graceMs: 5_000 });
   });

@@ -9,11 +9,14 @@ import { DEFAULT_DASHBOARD } from '../core/defaults.js';
 import { errorMessage } from '../core/errors.js';
 import { createRedis, redactRedisUrl } from '../queue/connection.js';
 import { queueName, STAGES } from '../queue/names.js';
+import type { ShardJobProgress } from '../queue/progress.js';
 import { RunStore } from '../queue/runs.js';
 import { type BasicAuth, basicAuthMiddleware } from './auth.js';
 import { assertBindAllowed, type Lookup, resolveBind } from './bind.js';
 import { actionsNeedCredentials, hostAllowList, respondWithin, sameOriginMutations } from './guards.js';
 import { createMetrics } from './metrics.js';
+import { RUN_PAGE_CSP, RUN_PAGE_HTML, RUN_PAGE_PATH, RUN_PAGE_SCRIPT } from './run-page.js';
+import { isShardJobProgress, runView } from './run-view.js';
 
 export const BOARD_PATH = '/admin/queues';
 
@@ -47,6 +50,71 @@ export interface Dashboard {
 /** Sends JSON unless the deadline already answered the request. */
 function reply(res: Response, body: unknown, status = 200): void {
   if (!res.headersSent) res.status(status).json(body);
+}
+
+/** An async route whose errors reach the error handler. */
+const route =
+  (handle: (req: Request, res: Response) => Promise<void>) =>
+  (req: Request, res: Response, next: NextFunction) =>
+    handle(req, res).catch(next);
+
+interface Sources {
+  queues: Queue[];
+  runs: RunStore;
+  metrics: ReturnType<typeof createMetrics>;
+  prefix: string;
+}
+
+/** The run page, the JSON APIs and the metrics: everything that only reads Redis. */
+function readRoutes(app: Express, { queues, runs, metrics, prefix }: Sources): void {
+  app.get(RUN_PAGE_PATH, (_req, res) => {
+    res.set('Content-Security-Policy', RUN_PAGE_CSP).type('html').send(RUN_PAGE_HTML);
+  });
+  app.get(`${RUN_PAGE_PATH}.js`, (_req, res) => {
+    res.type('text/javascript').send(RUN_PAGE_SCRIPT);
+  });
+  app.get(
+    '/api/runs',
+    route(async (_req, res) => {
+      const [recent, active] = await Promise.all([runs.recent(50), activeShardJobs(queues)]);
+      const now = Date.now();
+      reply(
+        res,
+        recent.map((p) => runView(p, active, now)),
+      );
+    }),
+  );
+  app.get(
+    '/api/progress',
+    route(async (_req, res) => {
+      const [counts, recent] = await Promise.all([
+        Promise.all(queues.map(async (q) => [q.name, await q.getJobCounts()] as const)),
+        runs.recent(50),
+      ]);
+      reply(res, { prefix, queues: Object.fromEntries(counts), runs: recent });
+    }),
+  );
+  app.get(
+    '/api/runs/:runId',
+    route(async (req, res) => {
+      const p = await runs.progress(String(req.params.runId));
+      if (!p) reply(res, { error: 'no such run' }, 404);
+      else reply(res, p);
+    }),
+  );
+  app.get(
+    '/metrics',
+    route(async (_req, res) => {
+      const text = await metrics.metrics();
+      if (!res.headersSent) res.type(metrics.contentType).send(text);
+    }),
+  );
+}
+
+/** What the shard jobs working now report (Progress tab), across the stage queues. */
+async function activeShardJobs(queues: Queue[]): Promise<ShardJobProgress[]> {
+  const jobs = (await Promise.all(queues.map((q) => q.getActive(0, 199)))).flat();
+  return jobs.map((j) => j?.progress).filter(isShardJobProgress);
 }
 
 /**
@@ -86,36 +154,9 @@ export async function createDashboard(options: DashboardOptions): Promise<Dashbo
   app.use(actionsNeedCredentials(options.auth !== null, options.anonymousActions ?? false));
   app.use(sameOriginMutations());
   app.use(respondWithin(REDIS_DEADLINE_MS));
-  app.get('/', (_req, res) => res.redirect(BOARD_PATH));
+  app.get('/', (_req, res) => res.redirect(RUN_PAGE_PATH));
   app.use(BOARD_PATH, board.getRouter());
-  app.get('/api/progress', async (_req, res, next) => {
-    try {
-      const [counts, recent] = await Promise.all([
-        Promise.all(queues.map(async (q) => [q.name, await q.getJobCounts()] as const)),
-        runs.recent(50),
-      ]);
-      reply(res, { prefix: options.prefix, queues: Object.fromEntries(counts), runs: recent });
-    } catch (err) {
-      next(err);
-    }
-  });
-  app.get('/api/runs/:runId', async (req, res, next) => {
-    try {
-      const p = await runs.progress(req.params.runId);
-      if (!p) reply(res, { error: 'no such run' }, 404);
-      else reply(res, p);
-    } catch (err) {
-      next(err);
-    }
-  });
-  app.get('/metrics', async (_req, res, next) => {
-    try {
-      const text = await metrics.metrics();
-      if (!res.headersSent) res.type(metrics.contentType).send(text);
-    } catch (err) {
-      next(err);
-    }
-  });
+  readRoutes(app, { queues, runs, metrics, prefix: options.prefix });
   // Error text can carry connection details: it goes to the operator's log, never to the client.
   app.use((err: unknown, req: Request, res: Response, _next: NextFunction) => {
     if (res.headersSent) return;

@@ -14,6 +14,7 @@ import type { QueueContext } from './context.js';
 import { queueName, type Stage, shardJobId } from './names.js';
 import { checkCarried, checkRunRecord, checkShardInRun, parseProduceJob, parseShardJob } from './payloads.js';
 import { type ProduceResult, produceRun, type ShardJobData } from './produce.js';
+import { ShardJobReporter, shardPairs } from './progress.js';
 import type { RunRecord } from './runs.js';
 import { type Carried, carry, discard, spillUri, unwrap } from './spill.js';
 import {
@@ -132,6 +133,16 @@ async function shardJob(pc: ProcessorContext, job: Job) {
   return { data, run };
 }
 
+/** Progress of a shard job, reported per batch; `pairsTotal` when known better than the shard says. */
+function reporter(pc: ProcessorContext, job: Job, stage: Stage, data: ShardJobData, pairsTotal?: number) {
+  return new ShardJobReporter(job, pc.log, {
+    runId: data.runId,
+    stage,
+    shard: data.shard.id,
+    pairsTotal: pairsTotal ?? shardPairs(data.shard),
+  });
+}
+
 function carryResult<T>(pc: ProcessorContext, stage: Stage, data: ShardJobData, run: RunRecord, value: T) {
   return carry(pc.storage, spillUri(run.output, run.runId, stage, data.shard.id), value);
 }
@@ -151,26 +162,29 @@ export async function produceJob(pc: ProcessorContext, job: Job): Promise<Produc
 
 export async function captionJob(pc: ProcessorContext, job: Job): Promise<Carried<CaptionStageResult>> {
   const { data, run } = await shardJob(pc, job);
-  return carryResult(pc, 'caption', data, run, await captionStage(pc.storage, data.shard, run, pc.engines));
+  const progress = reporter(pc, job, 'caption', data);
+  const result = await captionStage(pc.storage, data.shard, run, pc.engines, progress.onBatch);
+  await progress.finish();
+  return carryResult(pc, 'caption', data, run, result);
 }
 
 export async function filterJob(pc: ProcessorContext, job: Job): Promise<FilterJobValue> {
   const { data, run } = await shardJob(pc, job);
   const captioned = await childValue<CaptionStageResult>(pc, job, { data, run }, 'caption');
-  const result = await filterStage(
-    pc.storage,
-    data.shard,
-    run,
-    await unwrap(pc.storage, captioned),
-    pc.engines,
-  );
+  const prior = await unwrap(pc.storage, captioned);
+  const progress = reporter(pc, job, 'filter', data, prior.pairs.length);
+  const result = await filterStage(pc.storage, data.shard, run, prior, pc.engines, progress.onBatch);
+  await progress.finish();
   const own = await carryResult(pc, 'filter', data, run, result);
   return 'spilled' in captioned ? { ...own, captionSpill: captioned.spilled } : own;
 }
 
 export async function fusedJob(pc: ProcessorContext, job: Job): Promise<Carried<ModelStageResult>> {
   const { data, run } = await shardJob(pc, job);
-  return carryResult(pc, 'fused', data, run, await fusedStage(pc.storage, data.shard, run, pc.engines));
+  const progress = reporter(pc, job, 'fused', data);
+  const result = await fusedStage(pc.storage, data.shard, run, pc.engines, progress.onBatch);
+  await progress.finish();
+  return carryResult(pc, 'fused', data, run, result);
 }
 
 /** Writes the shard's output, then counts it in its run; spill files go only after that. */
@@ -192,6 +206,10 @@ async function writeShard(pc: ProcessorContext, job: Job, data: ShardJobData, ru
     await unwrap(pc.storage, value),
     data.fingerprint,
   );
+  // The shard's line: its rate from the first job's start to this write.
+  const progress = reporter(pc, job, 'write', data, stats.records);
+  progress.onBatch({ pairs: stats.records, kept: stats.kept.records });
+  await progress.finish(stats.samplesPerSecond);
   // Counted once per shard even if this job is delivered twice.
   const marked = await pc.ctx.runs.markShardDone(data.runId, data.shard.id, summary);
   const spills: Carried<unknown>[] = [value];

@@ -21,6 +21,7 @@ import { emptyTimings } from '../output/stats.js';
 import { loadedBatches, modelStages, shardFailure, writeShardOutput } from '../pipeline/shard.js';
 import { buildRecords, captionSamples, filterSamples, type StageContext } from '../pipeline/stages.js';
 import type { Stage } from './names.js';
+import { keptPairs, type OnBatch } from './progress.js';
 import type { RunRecord, ShardSummary } from './runs.js';
 
 /** Batches decoded ahead of the models (the local runner's default). */
@@ -84,6 +85,7 @@ export async function captionStage(
   shard: ShardRef,
   run: RunRecord<RunOptions>,
   engines: StageEngines,
+  onBatch?: OnBatch,
 ): Promise<CaptionStageResult> {
   if (!engines.captioner) throw new UsageError('this worker has no captioner');
   const startedAt = new Date().toISOString();
@@ -98,6 +100,7 @@ export async function captionStage(
       timings.caption += performance.now() - t0;
       for (const s of captioned)
         pairs.push(s.rejection ? { rejection: s.rejection } : { captions: s.captions });
+      onBatch?.({ pairs: captioned.length, kept: null });
     }
   } catch (err) {
     throw shardFailure(shard, err);
@@ -112,6 +115,7 @@ export async function filterStage(
   run: RunRecord<RunOptions>,
   captioned: CaptionStageResult,
   engines: StageEngines,
+  onBatch?: OnBatch,
 ): Promise<ModelStageResult> {
   if (!engines.filter) throw new UsageError('this worker has no filter');
   const timings = { ...captioned.timings };
@@ -132,7 +136,9 @@ export async function filterStage(
       const scored = await filterSamples(withCaptions, ctx);
       timings.filter += performance.now() - t0;
       const models = { captioner: captioned.captionerModelId, filter: engines.filter.modelId };
-      records.push(...buildRecords(scored, options, models));
+      const built = buildRecords(scored, options, models);
+      records.push(...built);
+      onBatch?.({ pairs: built.length, kept: keptPairs(built) });
     }
   } catch (err) {
     throw shardFailure(shard, err);
@@ -149,6 +155,7 @@ export async function fusedStage(
   shard: ShardRef,
   run: RunRecord<RunOptions>,
   engines: StageEngines,
+  onBatch?: OnBatch,
 ): Promise<ModelStageResult> {
   if (!engines.captioner || !engines.filter) throw new UsageError('the fused stage needs both models');
   const startedAt = new Date().toISOString();
@@ -158,7 +165,9 @@ export async function fusedStage(
   const records: OutputRecord[] = [];
   try {
     for await (const loaded of loadedBatches(shard, ctx, timings, PREFETCH)) {
-      records.push(...(await modelStages(loaded, ctx, timings)));
+      const built = await modelStages(loaded, ctx, timings);
+      records.push(...built);
+      onBatch?.({ pairs: built.length, kept: keptPairs(built) });
     }
   } catch (err) {
     throw shardFailure(shard, err);
