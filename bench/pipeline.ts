@@ -113,7 +113,8 @@ interface Baseline {
   machine?: string;
 }
 
-const DEFAULT_BASELINE = join(import.meta.dirname, 'baselines', 'hf-transformers-4.40-cpu.json');
+// The side-by-side figure: both systems measured in one session on the same machine.
+const DEFAULT_BASELINE = join(import.meta.dirname, 'baselines', 'hf-transformers-4.40-cpu-side-by-side.json');
 
 /** `--baseline <file>` (default: the checked-in Hugging Face figure) or `--baseline-s-per-image <s>`. */
 function loadBaseline(file: string | undefined, seconds: string | undefined, preset: string): Baseline {
