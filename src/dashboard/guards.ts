@@ -69,13 +69,27 @@ export function sameOriginMutations() {
   };
 }
 
+/**
+ * The host:port an Origin names ('' for `null` or garbage). The scheme is left out: behind a TLS
+ * proxy the page's origin is https while this server sees plain http.
+ */
+function originHost(origin: string): string {
+  try {
+    const url = new URL(origin);
+    const port = url.port ? `:${url.port}` : '';
+    return `${url.hostname}${port}`.toLowerCase();
+  } catch {
+    return '';
+  }
+}
+
 function crossSiteRefusal(req: Request): [number, string] | null {
   if (SAFE_METHODS.has(req.method)) return null;
   const site = req.headers['sec-fetch-site'];
   const origin = req.headers.origin;
   if (site !== undefined && site !== 'same-origin' && site !== 'none')
     return [403, `cross-site request refused (Sec-Fetch-Site: ${site})`];
-  if (origin !== undefined && origin !== `${req.protocol}://${req.headers.host ?? ''}`)
+  if (origin !== undefined && originHost(origin) !== (req.headers.host ?? '').toLowerCase())
     return [403, 'cross-origin request refused (Origin does not match Host)'];
   if (req.method === 'POST' && isSimpleBody(req))
     return [415, 'a POST to the dashboard must be application/json'];

@@ -68,26 +68,40 @@ describe('dashboard on loopback', () => {
 
   it('refuses queue actions without credentials, unless anonymous actions are allowed', async () => {
     const locked = await open();
-    const pause = await rawRequest(locked.port, { method: 'PUT', path: PAUSE });
-    expect(pause.status).toBe(403);
-    expect(pause.body).toMatch(/queue actions need credentials/);
-    const add = await rawRequest(locked.port, {
-      method: 'POST',
-      path: ADD,
-      headers: { 'content-type': 'application/json' },
-      body: jobBody,
-    });
-    expect(add.status).toBe(403);
+    await locked.caption.add('caption', { shard: 'a' }, { jobId: 'j1' });
+    const q = '/admin/queues/api/queues/caption';
+    const actions: [string, string][] = [
+      ['PUT', PAUSE],
+      ['POST', ADD],
+      ['PUT', `${q}/retry/failed`],
+      ['PUT', `${q}/clean/completed`],
+      ['PUT', `${q}/j1/retry`],
+      ['PUT', `${q}/j1/clean`],
+      ['PUT', `${q}/empty`],
+    ];
+    for (const [method, path] of actions) {
+      const res = await rawRequest(locked.port, {
+        method,
+        path,
+        headers: { 'content-type': 'application/json' },
+        body: method === 'POST' ? jobBody : '{}',
+      });
+      expect(res.status, path).toBe(403);
+      expect(res.body).toMatch(/queue actions need credentials/);
+    }
     expect(await locked.caption.isPaused()).toBe(false);
-    expect(await locked.caption.count()).toBe(0);
+    expect(await locked.caption.getJobCounts('waiting')).toEqual({ waiting: 1 });
     // Reading still works, and Bull Board hides the buttons it would refuse.
     const queues = await rawRequest(locked.port, { path: '/admin/queues/api/queues' });
     expect(queues.status).toBe(200);
     expect(JSON.parse(queues.body).queues[0].readOnlyMode).toBe(true);
 
-    const open_ = await open({ anonymousActions: true });
-    expect((await rawRequest(open_.port, { method: 'PUT', path: PAUSE })).status).toBe(200);
-    expect(await open_.caption.isPaused()).toBe(true);
+    const allowed = await open({ anonymousActions: true });
+    await allowed.caption.add('caption', { shard: 'a' }, { jobId: 'j1' });
+    expect((await rawRequest(allowed.port, { method: 'PUT', path: PAUSE })).status).toBe(200);
+    expect(await allowed.caption.isPaused()).toBe(true);
+    expect((await rawRequest(allowed.port, { method: 'PUT', path: `${q}/j1/clean` })).status).toBe(204);
+    expect(await allowed.caption.getJob('j1')).toBeUndefined();
   });
 
   it('changes nothing on a cross-site request, even one carrying the credentials', async () => {
@@ -126,6 +140,14 @@ describe('dashboard on loopback', () => {
     });
     expect(own.status).toBe(200);
     expect(await caption.count()).toBe(1);
+    // Behind a TLS proxy the page's origin is https while this server sees http: still its own.
+    const proxied = await rawRequest(port, {
+      method: 'PUT',
+      path: PAUSE,
+      headers: { authorization, origin: `https://127.0.0.1:${port}` },
+    });
+    expect(proxied.status).toBe(200);
+    expect(await caption.isPaused()).toBe(true);
   });
 
   it('judges --host by what it resolves to, before the auth check', async () => {

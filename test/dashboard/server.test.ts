@@ -9,6 +9,7 @@ import { runKey, runsIndexKey } from '../../src/queue/names.js';
 import { RunStore } from '../../src/queue/runs.js';
 import { spawnCli, waitFor } from '../../tools/cli-process.js';
 import { freePort, type RedisServer, startRedis } from '../../tools/redis-server.js';
+import { rawRequest } from '../helpers/http.js';
 import { uniqueName } from '../helpers/names.js';
 
 const auth = { user: 'ops', password: 's3cret:with:colons' };
@@ -135,7 +136,19 @@ describe('dashboard', () => {
     expect(refused.output()).toMatch(/refusing to bind the dashboard to 0\.0\.0\.0/);
     const port = await freePort();
     const served = spawnCli(
-      ['dashboard', '--host', '0.0.0.0', '--port', String(port), '--redis', redis.url, '--prefix', prefix],
+      [
+        'dashboard',
+        '--host',
+        '0.0.0.0',
+        '--port',
+        String(port),
+        '--allowed-hosts',
+        'dash.internal, other.internal',
+        '--redis',
+        redis.url,
+        '--prefix',
+        prefix,
+      ],
       {
         CAPFILT_DASHBOARD_USER: auth.user,
         CAPFILT_DASHBOARD_PASSWORD: auth.password,
@@ -149,6 +162,10 @@ describe('dashboard', () => {
       });
       expect(ok.status).toBe(200);
       expect(await ok.text()).toContain('capfilt_queue_jobs');
+      // --allowed-hosts reaches the Host check: listed names pass it (then need auth), others do not.
+      const byName = (host: string) => rawRequest(port, { path: '/metrics', headers: { host } });
+      expect((await byName('other.internal')).status).toBe(401);
+      expect((await byName('evil.test')).status).toBe(421);
     } finally {
       expect(await served.kill('SIGTERM')).toBe(0);
     }
