@@ -66,6 +66,8 @@ export interface ProcessorContext {
   engines: StageEngines;
   runs: RunCache;
   log: (line: string) => void;
+  /** One line per finished shard job (see WorkerPoolOptions.report). */
+  report: (line: string) => void;
 }
 
 /** A filter job's value: its records, and the captions' spill file for the writer to remove. */
@@ -135,7 +137,7 @@ async function shardJob(pc: ProcessorContext, job: Job) {
 
 /** Progress of a shard job, reported per batch; `pairsTotal` when known better than the shard says. */
 function reporter(pc: ProcessorContext, job: Job, stage: Stage, data: ShardJobData, pairsTotal?: number) {
-  return new ShardJobReporter(job, pc.log, {
+  return new ShardJobReporter(job, pc, {
     runId: data.runId,
     stage,
     shard: data.shard.id,

@@ -34,7 +34,7 @@ type ProgressJob = Pick<Job, 'updateProgress' | 'log'>;
 /**
  * Reports a shard job's batches to its BullMQ job as they finish (in order, one write at a time,
  * never failing the job: progress is for people) and closes with one line per shard, in the job's
- * log and the worker's.
+ * log and the worker's report (stdout of `capfilt worker`).
  */
 export class ShardJobReporter {
   readonly #started = performance.now();
@@ -43,7 +43,7 @@ export class ShardJobReporter {
 
   constructor(
     private readonly job: ProgressJob,
-    private readonly log: (line: string) => void,
+    private readonly out: { report: (line: string) => void; log: (line: string) => void },
     init: Pick<ShardJobProgress, 'runId' | 'stage' | 'shard' | 'pairsTotal'>,
   ) {
     this.#progress = { ...init, pairsDone: 0, kept: null, pairsPerSecond: 0 };
@@ -69,7 +69,7 @@ export class ShardJobReporter {
     }
     const kept = p.kept === null ? '' : `, ${p.kept} kept`;
     const line = `capfilt: ${p.stage} ${p.runId}/${p.shard}: ${p.pairsDone} pairs${kept}, ${p.pairsPerSecond.toFixed(1)} pairs/s`;
-    this.log(line);
+    this.out.report(line);
     await this.#pending;
     await this.#quietly(() => this.job.log(line));
   }
@@ -83,7 +83,7 @@ export class ShardJobReporter {
     try {
       await write();
     } catch (err) {
-      this.log(`capfilt: could not report progress of ${this.#progress.shard}: ${errorMessage(err)}`);
+      this.out.log(`capfilt: could not report progress of ${this.#progress.shard}: ${errorMessage(err)}`);
     }
   }
 }

@@ -19,6 +19,11 @@ export interface WorkerPoolOptions {
   /** Storage settings for reading inputs and writing outputs. */
   storage?: Storage;
   log?: (line: string) => void;
+  /**
+   * Where each finished shard job's line goes (shard, pairs, kept, rate): the worker's record of
+   * work done. Default: `log` when given, else stdout (diagnostics stay on stderr).
+   */
+  report?: (line: string) => void;
 }
 
 export interface WorkerPool {
@@ -35,7 +40,8 @@ export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOpti
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
   const storage = options.storage ?? new Storage();
   const engines = await loadEngines(options.stages, options.engines);
-  const pc: ProcessorContext = { ctx, storage, engines, runs: new RunCache(ctx), log };
+  const report = options.report ?? options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
+  const pc: ProcessorContext = { ctx, storage, engines, runs: new RunCache(ctx), log, report };
   const settings: WorkerSettings = {
     lock: { ...lockPolicy(), ...options.lock },
     concurrency: options.concurrency,

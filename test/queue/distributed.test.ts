@@ -209,10 +209,17 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
 
   it('fused workers (caption+filter in one job) write exactly the local records', async () => {
     const prefix = uniqueName('fused');
-    worker(prefix, 'fused,write');
+    const w = worker(prefix, 'fused,write');
     await produce(prefix, 'r1', `s3://${bucket}/out-fused`, 'fused');
     await finished(prefix, 'r1');
     expectSameAsLocal(await readS3Parts(s3.client, bucket, 'out-fused'));
+    // Its stdout: one line per shard and job, with pairs, kept and rate.
+    for (const stage of ['fused', 'write'])
+      expect(
+        w
+          .stdout()
+          .match(new RegExp(`^capfilt: ${stage} r1/\\S+: \\d+ pairs, \\d+ kept, [\\d.]+ pairs/s$`, 'gm')),
+      ).toHaveLength(TARS);
   });
 
   it('SIGKILL of a caption worker mid-shard: the run completes, every pair exactly once', async () => {
