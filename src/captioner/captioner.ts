@@ -1,10 +1,11 @@
 import type { Caption, DecodingOptions } from '../core/types.js';
-import { GRAPHS } from '../model/io-names.js';
+import { GRAPHS, IO } from '../model/io-names.js';
 import { mapBatches } from '../model/runtime/batching.js';
 import { BlipEngine, type EngineOptions, loadModel } from '../model/runtime/engine.js';
 import { DecoderRun } from './decoder-session.js';
 import { captionRng } from './rng.js';
 import { beamSearch, decodeRows } from './search.js';
+import { generateFeeds, sequencesOf } from './whole-graph.js';
 
 export type { EngineOptions } from '../model/runtime/engine.js';
 
@@ -61,11 +62,78 @@ export class Captioner extends BlipEngine {
     return this.exclusive(async () => ({ imageEmbeds: (await this.encodeImages(samples)).imageEmbeds }));
   }
 
+  /**
+   * The whole-graph captioner for these options, or null for the host loop: beam search (it
+   * reorders the caches and keeps hypotheses every step; see README), the wholeGraph option off,
+   * or more steps than an unrolled (WebGPU) graph has.
+   */
+  private wholeGraphFor(o: DecodingOptions, prompt: readonly number[]): string | null {
+    if (o.strategy === 'beam' || !this.wholeGraph) return null;
+    const steps = o.maxLength - prompt.length;
+    const unrolled = this.unrolledSteps;
+    if (unrolled > 0 && steps > unrolled) {
+      if (!this.warnedSteps) {
+        this.warn(
+          `${steps} decoding steps exceed the ${unrolled} of the WebGPU whole-graph captioner; decoding ` +
+            'step by step from the host (re-import with a larger --webgpu-steps to avoid it)',
+        );
+      }
+      this.warnedSteps = true;
+      return null;
+    }
+    return o.strategy === 'greedy' ? GRAPHS.generateGreedy : GRAPHS.generateSample;
+  }
+
+  private warnedSteps = false;
+
+  /** The decoding steps the whole-graph captioner of this device inlines; 0 for a Loop. */
+  private get unrolledSteps(): number {
+    return this.device.kind === 'webgpu' ? this.manifest.webgpu.unrolledSteps : 0;
+  }
+
   private async captionBatch(samples: CaptionSample[], o: DecodingOptions): Promise<Caption[][]> {
+    const prompt = this.promptIds(o.prompt);
+    const role = this.wholeGraphFor(o, prompt);
+    const sequences = role
+      ? await this.generateInGraph(role, samples, prompt, o)
+      : await this.generateOnHost(samples, prompt, o);
+    this.images += samples.length;
+    return sequences.map((perSample) =>
+      perSample.map((tokenIds) => ({ text: this.captionText(tokenIds, prompt), tokenIds })),
+    );
+  }
+
+  /** One call: pixels (and uniforms) in, every row's token ids out. */
+  private async generateInGraph(
+    role: string,
+    samples: CaptionSample[],
+    prompt: number[],
+    o: DecodingOptions,
+  ): Promise<number[][][]> {
+    const session = await this.session(role);
+    const steps = Math.max(0, o.maxLength - prompt.length);
+    const batch = {
+      keys: samples.map((s) => s.key),
+      pixels: this.pixelBatch(samples),
+      prompt,
+      perImage: o.numCaptions,
+    };
+    const type = session.inputType(IO.repetitionPenalty);
+    const feeds = generateFeeds(batch, o, this.manifest.text.vocabSize, type, this.unrolledSteps || steps);
+    const out = await session.run(feeds);
+    const rows = sequencesOf(out[IO.sequences], prompt.length, o.maxLength, this.manifest.specialIds.sep);
+    return samples.map((_, i) => rows.slice(i * o.numCaptions, (i + 1) * o.numCaptions));
+  }
+
+  /** Vision and cross K/V once, then the decoder step by step with the search on the host. */
+  private async generateOnHost(
+    samples: CaptionSample[],
+    prompt: number[],
+    o: DecodingOptions,
+  ): Promise<number[][][]> {
     const perImage = o.strategy === 'beam' ? o.numBeams : o.numCaptions;
     await this.encodeImages(samples, perImage);
     const t = this.manifest.text;
-    const prompt = this.promptIds(o.prompt);
     // Row r reads image floor(r / perImage): repeat_interleave, as generate() expands inputs.
     const rows = samples.flatMap((_, i) => Array.from({ length: perImage }, () => i));
     const run = new DecoderRun(await this.session(GRAPHS.decoder), this.crossCache, rows.length);
@@ -95,8 +163,6 @@ export class Captioner extends BlipEngine {
       const flat = await decodeRows(run, prompt, rngs, { ...o, eosId, maxLength: o.maxLength }, t.vocabSize);
       sequences = samples.map((_, i) => flat.slice(i * perImage, (i + 1) * perImage));
     }
-    return sequences.map((perSample) =>
-      perSample.map((tokenIds) => ({ text: this.captionText(tokenIds, prompt), tokenIds })),
-    );
+    return sequences;
   }
 }

@@ -171,6 +171,8 @@ export function filterFromFlags(o: FilterFlags): FilterOptions {
 
 export interface EngineFlags {
   device: string;
+  /** false with --no-whole-graph; true (the device's default) otherwise. */
+  wholeGraph: boolean;
   /** Unset on a worker, where it overrides the run's batch size only when given. */
   batchSize?: number;
   visionBatchSize: number;
@@ -207,6 +209,10 @@ export function addEngineFlags(cmd: Command, batchSize: 'default' | 'override' =
       'onnxruntime threads per operator (0: one per core)',
       nonNegativeInt,
       DEFAULT_ENGINE.intraOpThreads,
+    )
+    .option(
+      '--no-whole-graph',
+      'call vision, cross K/V and decoder or ITM/ITC one by one from the host instead of one graph call per batch',
     );
   return addAlias(cmd, '--intra-op-threads <n>', 'threads', nonNegativeInt);
 }
@@ -224,6 +230,7 @@ export function engineFromFlags(o: EngineFlags): EngineOptions {
     ...(o.batchSize !== undefined ? { batchSize: o.batchSize } : {}),
     visionBatchSize: o.visionBatchSize,
     intraOpThreads: o.threads,
+    ...(o.wholeGraph === false ? { wholeGraph: false } : {}),
   };
 }
 

@@ -150,15 +150,28 @@ export const DEFAULT_RUN_OPTIONS: RunOptions = {
 };
 
 /**
+ * Decoding steps of the WebGPU whole-graph captioner written by `capfilt models import`
+ * (`--webgpu-steps`): WebGPU has no Loop kernel, so the steps are inlined and all run. CAPFILT's
+ * max length − 1 covers the default decoding whatever the prompt; longer decodes on WebGPU go
+ * step by step from the host.
+ * @defaultValue 29
+ */
+export const DEFAULT_WEBGPU_STEPS = CAPFILT_DECODING.maxLength - 1;
+
+/**
  * Where and how the models run.
  * - device: @defaultValue 'cpu'
  * - visionBatchSize: @defaultValue 2 images per vision-encoder call (CPUs prefer small ones)
  * - intraOpThreads: @defaultValue 0 (onnxruntime picks one per core)
+ * - wholeGraph: @defaultValue true on every device: one graph call per batch (captions and scores
+ *   computed on the device); false calls the vision, cross K/V and decoder or ITM/ITC graphs one
+ *   by one from the host (beam search always does)
  */
 export const DEFAULT_ENGINE = {
   device: 'cpu',
   visionBatchSize: 2,
   intraOpThreads: 0,
+  wholeGraph: { cpu: true, cuda: true, webgpu: true },
 } as const;
 
 /**

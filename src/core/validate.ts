@@ -196,7 +196,7 @@ export interface EngineChoice {
 
 export function validateEngine(o: EngineChoice): EngineChoice {
   enforce([
-    [/^(cpu|auto|cuda(:\d+)?)$/.test(o.device), '--device must be cpu, cuda, cuda:N or auto'],
+    [/^(cpu|auto|webgpu|cuda(:\d+)?)$/.test(o.device), '--device must be cpu, cuda, cuda:N, webgpu or auto'],
     [
       o.batchSize === undefined || isInt(o.batchSize, 1, B.batchSize),
       `--batch-size must be an integer in [1, ${B.batchSize}]`,

@@ -12,6 +12,10 @@ export const GRAPHS = {
   decoder: 'decoder',
   itm: 'itm',
   itcText: 'itc_text',
+  /** The whole captioner in one call: pixels → greedy token ids. */
+  generateGreedy: 'generate_greedy',
+  /** The whole captioner in one call: pixels and uniforms → sampled token ids. */
+  generateSample: 'generate_sample',
 } as const;
 export type GraphRole = (typeof GRAPHS)[keyof typeof GRAPHS];
 
@@ -36,6 +40,27 @@ export const IO = {
   itmLogits: 'itm_logits',
   /** itc_text: normalised ITC text features [T, E]. */
   textFeat: 'text_feat',
+  /**
+   * generate_*: int64 [R, P], every row's prompt; rows are image-major, the same number per image
+   * of pixel_values (R = images·k).
+   */
+  promptIds: 'prompt_ids',
+  /** generate_*: int64 scalar, new tokens at most (the whole sequence: P + this). */
+  maxNewTokens: 'max_new_tokens',
+  /** generate_*: scalar of the sampling type (float64, or float32 on WebGPU). */
+  repetitionPenalty: 'repetition_penalty',
+  /** generate_*: int64 scalar, the whole-sequence length before which the end token is banned. */
+  minLength: 'min_length',
+  /** generate_sample: [R, S] of the sampling type, row r's t-th draw from its caption's stream. */
+  uniforms: 'uniforms',
+  /** generate_sample: scalar of the sampling type. */
+  temperature: 'temperature',
+  /** generate_sample: int64 scalar; the vocabulary size when top-k is off. */
+  topK: 'top_k',
+  /** generate_sample: scalar of the sampling type, 1 − top_p. */
+  topPThreshold: 'top_p_threshold',
+  /** generate_*: int64 [R, P + steps]; a row that ended repeats the end token. */
+  sequences: 'sequences',
 } as const;
 
 /**

@@ -108,6 +108,53 @@ describe('Captioner on the blip-tiny fixture', () => {
     );
   });
 
+  it('the whole-graph captioner and the host loop pick the same tokens for the same seeds', async () => {
+    const host = await Captioner.load(models.captioner, { batchSize: 6, wholeGraph: false });
+    try {
+      const runs: [Partial<DecodingOptions>, number][] = [
+        ...[1, 2, 3].map((seed): [Partial<DecodingOptions>, number] => [{ numCaptions: 2, seed }, 6]),
+        [{ numCaptions: 2, seed: 9, temperature: 0.7, topK: 20, topP: 0.8, repetitionPenalty: 1.3 }, 6],
+        // top-k off: the whole vocabulary is sorted (slow on both sides, so two images).
+        [{ numCaptions: 1, seed: 9, topK: 0, topP: 0.95 }, 2],
+        [{ strategy: 'greedy', repetitionPenalty: 1.3, minLength: 16, maxLength: 24 }, 6],
+      ];
+      for (const [run, images] of runs) {
+        const options = { ...CAPFILT_DECODING, ...run };
+        const inGraph = await captioner.caption(samples.slice(0, images), options);
+        const onHost = await host.caption(samples.slice(0, images), options);
+        expect(
+          inGraph.map((c) => c.map((x) => x.tokenIds)),
+          JSON.stringify(run),
+        ).toEqual(onHost.map((c) => c.map((x) => x.tokenIds)));
+      }
+    } finally {
+      await host.close();
+    }
+  });
+
+  it('a whole-graph call passes only pixels, prompt ids, uniforms and token ids through onnxruntime', async () => {
+    const fresh = await Captioner.load(models.captioner, { batchSize: 6 });
+    const host = await Captioner.load(models.captioner, { batchSize: 6, wholeGraph: false });
+    try {
+      const options = { ...CAPFILT_DECODING, numCaptions: 2 };
+      await fresh.caption(samples, options);
+      await host.caption(samples, options);
+      const rows = samples.length * 2;
+      const steps = options.maxLength - 4;
+      const pixels = samples.length * 3 * 64 * 64 * 4;
+      // Two calls of 3 images (6 rows): pixels, int64 prompt ids, float64 uniforms, 6 scalars each.
+      const expected = pixels + rows * 4 * 8 + rows * steps * 8 + 2 * 6 * 8;
+      expect(fresh.traffic).toEqual({ bytesIn: expected, bytesOut: fresh.traffic.bytesOut, images: 6 });
+      expect(fresh.traffic.bytesOut).toBeLessThanOrEqual(rows * options.maxLength * 8);
+      expect(host.traffic.bytesIn + host.traffic.bytesOut).toBeGreaterThan(
+        10 * (fresh.traffic.bytesIn + fresh.traffic.bytesOut),
+      );
+    } finally {
+      await fresh.close();
+      await host.close();
+    }
+  });
+
   it('nucleus sampling: min/max length and the stop rule hold on every draw', async () => {
     const options = { ...CAPFILT_DECODING, numCaptions: 8, seed: 11, minLength: 10, maxLength: 16 };
     const results = await captioner.caption(samples, options);

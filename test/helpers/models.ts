@@ -15,7 +15,9 @@ export interface TinyModels {
 }
 
 /** The fixture's tiny captioner and filter, converted into a private temp dir for this test file. */
-export async function importTinyModels(options: { precision?: Precision } = {}): Promise<TinyModels> {
+export async function importTinyModels(
+  options: { precision?: Precision; webgpuSteps?: number } = {},
+): Promise<TinyModels> {
   const dir = mkdtempSync(join(tmpdir(), 'capfilt-models-'));
   const captioner = join(dir, 'captioner');
   const filter = join(dir, 'filter');

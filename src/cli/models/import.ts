@@ -1,11 +1,13 @@
 import type { Command } from 'commander';
+import { DEFAULT_WEBGPU_STEPS } from '../../core/defaults.js';
 import { importModel } from '../../model/convert/import.js';
-import { addAlias } from '../flags.js';
+import { addAlias, positiveInt } from '../flags.js';
 import { addPrecisionOptions, log, type PrecisionOptions } from './log.js';
 
 export interface ImportCommandOptions extends PrecisionOptions {
   output: string;
   name?: string;
+  webgpuSteps: number;
 }
 
 /** `capfilt models import <hf-dir>`: a Hugging Face BLIP checkpoint to ONNX graphs + manifest.json. */
@@ -15,7 +17,13 @@ export function registerImport(models: Command): void {
     .description('convert a Hugging Face BLIP checkpoint directory into ONNX graphs + manifest.json')
     .argument('<hf-dir>', 'directory with config.json, model.safetensors or pytorch_model.bin, vocab.txt')
     .requiredOption('-o, --output <dir>', 'output directory')
-    .option('--name <id>', 'name recorded in the manifest (e.g. the hub repo id)');
+    .option('--name <id>', 'name recorded in the manifest (e.g. the hub repo id)')
+    .option(
+      '--webgpu-steps <n>',
+      'decoding steps of the WebGPU whole-graph captioner (longer decodes go step by step)',
+      positiveInt,
+      DEFAULT_WEBGPU_STEPS,
+    );
   addPrecisionOptions(cmd);
   addAlias(cmd, '--out <dir>', 'output');
   cmd.action(async (hfDir: string, o: ImportCommandOptions) => {
@@ -23,6 +31,7 @@ export function registerImport(models: Command): void {
       precision: o.precision,
       quantizeDecoder: o.quantizeDecoder,
       name: o.name,
+      webgpuSteps: o.webgpuSteps,
       onProgress: log,
     });
     process.stdout.write(

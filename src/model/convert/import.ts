@@ -11,7 +11,7 @@ import {
   writeFile,
 } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
-import { CAPFILT_DECODING } from '../../core/defaults.js';
+import { DEFAULT_WEBGPU_STEPS } from '../../core/defaults.js';
 import { ModelError } from '../../core/errors.js';
 import { CAPFILT_VERSION } from '../../core/version.js';
 import { type BlipConfig, imageTokenCount, readBlipConfig } from '../config.js';
@@ -30,6 +30,7 @@ import { readVocab, vocabIds } from '../vocab.js';
 import { loadCheckpoint } from './checkpoint.js';
 import { buildCrossKvGraph, buildDecoderGraph, buildVisionGraph } from './graphs/captioner.js';
 import { buildItcTextGraph, buildItmGraph } from './graphs/filter.js';
+import { buildGenerateGraph } from './graphs/generate.js';
 import { fusedVariant, type GraphVariant } from './graphs/variant.js';
 import type { FloatType, GraphBuilder } from './onnx/graph-builder.js';
 import { int8Roles, quantizeModel } from './quantize.js';
@@ -47,10 +48,7 @@ export interface ImportOptions {
   int8AlsoFp32?: RegExp;
   /** A human name recorded in the manifest (e.g. the hub repo id). */
   name?: string;
-  /**
-   * Decoding steps of the WebGPU whole-graph captioner (default: CAPFILT's max length − 1, enough
-   * for the default decoding whatever the prompt); longer decodes on WebGPU take the host loop.
-   */
+  /** Decoding steps of the WebGPU whole-graph captioner (DEFAULT_WEBGPU_STEPS). */
   webgpuSteps?: number;
   onProgress?: (message: string) => void;
 }
@@ -58,7 +56,13 @@ export interface ImportOptions {
 type GraphFactory = (cfg: BlipConfig, weights: WeightMap, variant: GraphVariant) => GraphBuilder;
 
 const GRAPHS: Record<BlipConfig['kind'], Record<string, GraphFactory>> = {
-  captioner: { vision: buildVisionGraph, cross_kv: buildCrossKvGraph, decoder: buildDecoderGraph },
+  captioner: {
+    vision: buildVisionGraph,
+    cross_kv: buildCrossKvGraph,
+    decoder: buildDecoderGraph,
+    generate_greedy: (cfg, weights, variant) => buildGenerateGraph(cfg, weights, variant, 'greedy'),
+    generate_sample: (cfg, weights, variant) => buildGenerateGraph(cfg, weights, variant, 'sample'),
+  },
   filter: {
     vision: buildVisionGraph,
     cross_kv: buildCrossKvGraph,
@@ -122,7 +126,7 @@ export async function importModel(
     const webgpu: WebGpuGraphs = {
       graphs: {},
       computeType: weightType,
-      unrolledSteps: options.webgpuSteps ?? CAPFILT_DECODING.maxLength - 1,
+      unrolledSteps: options.webgpuSteps ?? DEFAULT_WEBGPU_STEPS,
     };
     const portable: GraphVariant = {
       ...fused,

@@ -1,3 +1,4 @@
+import type * as ort from 'onnxruntime-node';
 import { DEFAULT_BATCH_SIZE, DEFAULT_ENGINE } from '../../core/defaults.js';
 import { UsageError } from '../../core/errors.js';
 import type { RgbImage } from '../../core/types.js';
@@ -29,6 +30,12 @@ export interface EngineOptions extends RuntimeOptions {
    * (their activations leave the cache), while the decoder wants many rows; so they differ.
    */
   visionBatchSize?: number;
+  /**
+   * Caption (greedy, nucleus) and score with one graph call per batch: pixels in, token ids or
+   * scores out, everything between on the device. Default: per device, DEFAULT_ENGINE.wholeGraph.
+   * Otherwise the engine calls the vision, cross K/V and decoder or ITM/ITC graphs itself.
+   */
+  wholeGraph?: boolean;
 }
 
 /** What a converted model directory gives an engine once loaded. */
@@ -40,6 +47,7 @@ export interface LoadedModel {
   tokenizer: BertTokenizer;
   batchSize: number;
   visionBatchSize: number;
+  wholeGraph: boolean;
   warn: (message: string) => void;
 }
 
@@ -62,6 +70,7 @@ export async function loadModel(
     tokenizer,
     batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
     visionBatchSize: options.visionBatchSize ?? DEFAULT_ENGINE.visionBatchSize,
+    wholeGraph: options.wholeGraph ?? DEFAULT_ENGINE.wholeGraph[device.kind],
     warn: options.onWarning ?? ((m: string) => process.stderr.write(`capfilt: ${m}\n`)),
   };
 }
@@ -78,6 +87,7 @@ export abstract class BlipEngine {
   protected readonly tokenizer: BertTokenizer;
   protected readonly batchSize: number;
   protected readonly visionBatchSize: number;
+  protected readonly wholeGraph: boolean;
   protected readonly warn: (message: string) => void;
   /** Cross-attention keys/values of the batch in hand, reused from batch to batch. */
   protected readonly crossCache: CrossCache;
@@ -91,6 +101,7 @@ export abstract class BlipEngine {
     this.tokenizer = model.tokenizer;
     this.batchSize = model.batchSize;
     this.visionBatchSize = model.visionBatchSize;
+    this.wholeGraph = model.wholeGraph;
     this.warn = model.warn;
     const t = model.manifest.text;
     this.crossCache = new CrossCache(
@@ -108,6 +119,17 @@ export abstract class BlipEngine {
 
   /** Images captioned or scored since load (encode() calls not counted). */
   protected images = 0;
+
+  /** The images' pixel tensors as one [images, C, H, W] tensor. */
+  protected pixelBatch(samples: readonly { pixels: Float32Array }[]): ort.Tensor {
+    const { imageSize, numChannels } = this.manifest.vision;
+    const plane = numChannels * imageSize * imageSize;
+    const pixels = new Float32Array(samples.length * plane);
+    samples.forEach((s, i) => {
+      pixels.set(s.pixels, i * plane);
+    });
+    return float32(pixels, [samples.length, numChannels, imageSize, imageSize]);
+  }
 
   protected session(role: string): Promise<CountedSession> {
     return this.sessions.get(role);
@@ -134,8 +156,7 @@ export abstract class BlipEngine {
     samples: readonly { pixels: Float32Array }[],
     rowsPerImage = 1,
   ): Promise<{ imageEmbeds: Float32Array; imageFeat: Float32Array | null }> {
-    const { imageSize, numChannels, hiddenSize } = this.manifest.vision;
-    const plane = numChannels * imageSize * imageSize;
+    const { hiddenSize } = this.manifest.vision;
     const embedSize = this.manifest.imageTokens * hiddenSize;
     const featSize = this.manifest.imageTextHiddenSize;
     const imageEmbeds = new Float32Array(samples.length * embedSize);
@@ -143,12 +164,8 @@ export abstract class BlipEngine {
     this.crossCache.reserve(samples.length * rowsPerImage);
     for (let first = 0; first < samples.length; first += this.visionBatchSize) {
       const part = samples.slice(first, first + this.visionBatchSize);
-      const pixels = new Float32Array(part.length * plane);
-      part.forEach((s, i) => {
-        pixels.set(s.pixels, i * plane);
-      });
       const vision = await (await this.session(GRAPHS.vision)).run({
-        [IO.pixelValues]: float32(pixels, [part.length, numChannels, imageSize, imageSize]),
+        [IO.pixelValues]: this.pixelBatch(part),
       });
       imageEmbeds.set(vision[IO.imageEmbeds].data as Float32Array, first * embedSize);
       imageFeat?.set(vision[IO.imageFeat].data as Float32Array, first * featSize);

@@ -165,8 +165,11 @@ export class CountedSession {
     return out;
   }
 
-  get inputNames(): readonly string[] {
-    return this.session.inputNames;
+  /** The element type a graph declares for input `name`. */
+  inputType(name: string): ort.Tensor.Type {
+    const meta = this.session.inputMetadata.find((m) => m.name === name);
+    if (!meta?.isTensor) throw new ModelError(`graph has no tensor input ${name}`);
+    return meta.type;
   }
 
   release(): Promise<void> {

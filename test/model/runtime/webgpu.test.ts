@@ -16,6 +16,8 @@ import {
 } from '../../helpers/models.js';
 import { INSTALL_HINT, inWebGpuChild, probeWebGpu, SKIP_ENV } from '../../helpers/webgpu.js';
 
+type Traffic = { bytesIn: number; bytesOut: number; images: number };
+
 // Parity of `--device webgpu` with the CPU execution provider on the tiny fixture, on whatever
 // Vulkan device the machine has (lavapipe in CI). Each WebGPU run is a child process (see
 // test/helpers/webgpu.ts); the CPU side runs here.
@@ -60,7 +62,8 @@ describe.skipIf(skip)('--device webgpu matches the CPU execution provider (tiny 
   const arg = () => ({ captioner: models.captioner, filter: models.filter, images });
   beforeAll(async () => {
     if (!probe.available) throw new Error(`${INSTALL_HINT} (${probe.reason})`);
-    models = await importTinyModels();
+    // 20 unrolled steps: the greedy reference's length (fewer shaders to compile on a cold CI).
+    models = await importTinyModels({ webgpuSteps: 20 });
     captioner = await Captioner.load(models.captioner, { batchSize: 6 });
     filter = await Filter.load(models.filter, { batchSize: 6 });
   });
@@ -124,10 +127,20 @@ describe.skipIf(skip)('--device webgpu matches the CPU execution provider (tiny 
   for (const [name, options] of cases) {
     it(`${name}: the same token ids as the CPU (and Hugging Face)`, async () => {
       const decoding = { ...CAPFILT_DECODING, ...options, prompt: 'a picture of ' };
-      const { result } = await inWebGpuChild<{ tokenIds: number[][][] }>('caption', { ...arg(), decoding });
+      const { result } = await inWebGpuChild<{ tokenIds: number[][][]; traffic: Traffic }>('caption', {
+        ...arg(),
+        decoding,
+      });
       images.forEach((image, i) => {
         expect(result.tokenIds[i][0], image).toEqual(generation[name].results[image].sequence);
       });
+      if (name === 'greedy_prompt') {
+        // One whole-graph call: pixels, prompts, max_new_tokens, min_length (int64) and the float32
+        // repetition penalty in, the token ids out.
+        const pixels = images.length * 3 * 64 * 64 * 4;
+        expect(result.traffic.bytesIn).toBe(pixels + images.length * 4 * 8 + 8 + 8 + 4);
+        expect(result.traffic.bytesOut).toBe(images.length * 24 * 8);
+      }
     });
   }
 });

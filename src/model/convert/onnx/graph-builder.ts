@@ -75,6 +75,7 @@ export class GraphBuilder {
   private readonly inputs: InstanceType<typeof onnx.ValueInfoProto>[] = [];
   private readonly outputs: InstanceType<typeof onnx.ValueInfoProto>[] = [];
   private readonly constants: InstanceType<typeof onnx.TensorProto>[] = [];
+  private readonly constantNames = new Map<string, string>();
   private readonly weights = new Map<string, PendingWeight>();
   /** `<weight>_<type>` → the cast of a weight to another float type. */
   private readonly weightValues = new Map<string, string>();
@@ -107,10 +108,13 @@ export class GraphBuilder {
     return `${prefix}_${this.counter}`;
   }
 
-  /** A graph input; float32 inputs of a float16 graph come out cast to float16. */
-  input(name: string, dtype: DTypeName, dims: Dim[]): string {
+  /**
+   * A graph input. float32 inputs of a float16 graph come out cast to float16, unless `compute` is
+   * false (parameters, not activations).
+   */
+  input(name: string, dtype: DTypeName, dims: Dim[], compute = true): string {
     this.inputs.push(valueInfo(name, dtype, dims));
-    return this.castsInterface(dtype) ? this.op('Cast', [name], { to: DType.float16 }) : name;
+    return compute && this.castsInterface(dtype) ? this.op('Cast', [name], { to: DType.float16 }) : name;
   }
 
   output(value: string, name: string, dtype: DTypeName, dims: Dim[]): void {
@@ -159,20 +163,33 @@ export class GraphBuilder {
   }
 
   /** A small inline constant (shapes, indices, scalars). */
-  constInt64(values: number[], shape: number[] = [values.length], name = this.fresh('c')): string {
-    return this.constant(name, 'int64', shape, new Uint8Array(new BigInt64Array(values.map(BigInt)).buffer));
+  constInt64(values: number[], shape: number[] = [values.length]): string {
+    return this.constant('int64', shape, values, () => new BigInt64Array(values.map(BigInt)));
   }
 
-  constFloat(values: number[], shape: number[] = [values.length], name = this.fresh('f')): string {
-    return this.constant(name, 'float32', shape, new Uint8Array(new Float32Array(values).buffer));
+  constFloat(values: number[], shape: number[] = [values.length]): string {
+    return this.constant('float32', shape, values, () => new Float32Array(values));
   }
 
-  constDouble(values: number[], shape: number[] = [values.length], name = this.fresh('d')): string {
-    return this.constant(name, 'float64', shape, new Uint8Array(new Float64Array(values).buffer));
+  constDouble(values: number[], shape: number[] = [values.length]): string {
+    return this.constant('float64', shape, values, () => new Float64Array(values));
   }
 
-  private constant(name: string, dtype: DTypeName, dims: number[], rawData: Uint8Array): string {
-    this.constants.push(onnx.TensorProto.create({ name, dims, dataType: DType[dtype], rawData }));
+  /**
+   * One initializer per distinct constant of this graph: an unrolled decoder asks for the same
+   * shapes and scalars thousands of times, and onnxruntime's load time grows faster than linearly
+   * with the number of initializers.
+   */
+  private constant(dtype: DTypeName, dims: number[], values: number[], data: () => ArrayBufferView): string {
+    const key = `${dtype}[${dims.join(',')}]${values.join(',')}`;
+    let name = this.constantNames.get(key);
+    if (!name) {
+      name = this.fresh(dtype === 'int64' ? 'c' : 'f');
+      const view = data();
+      const rawData = new Uint8Array(view.buffer, view.byteOffset, view.byteLength);
+      this.constants.push(onnx.TensorProto.create({ name, dims, dataType: DType[dtype], rawData }));
+      this.constantNames.set(key, name);
+    }
     return name;
   }
 
