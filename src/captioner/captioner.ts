@@ -65,7 +65,8 @@ export class Captioner extends BlipEngine {
   /**
    * The whole-graph captioner for these options, or null for the host loop: beam search (it
    * reorders the caches and keeps hypotheses every step; see README), the wholeGraph option off,
-   * or more steps than an unrolled (WebGPU) graph has.
+   * a model without whole-graph captioners (int8, or imported before them), or more steps than an
+   * unrolled (WebGPU) graph has.
    */
   private wholeGraphFor(o: DecodingOptions, prompt: readonly number[]): string | null {
     if (o.strategy === 'beam' || !this.wholeGraph) return null;
@@ -81,7 +82,8 @@ export class Captioner extends BlipEngine {
       this.warnedSteps = true;
       return null;
     }
-    return o.strategy === 'greedy' ? GRAPHS.generateGreedy : GRAPHS.generateSample;
+    const role = o.strategy === 'greedy' ? GRAPHS.generateGreedy : GRAPHS.generateSample;
+    return this.sessions.has(role) ? role : null;
   }
 
   private warnedSteps = false;

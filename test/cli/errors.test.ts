@@ -21,6 +21,7 @@ const REQUIRED: Record<string, string[]> = {
   worker: ['--stage', 'write', '--redis', 'redis://127.0.0.1:1'],
   dashboard: ['--redis', 'redis://127.0.0.1:1'],
   'models random': ['/m'],
+  'models import': ['/hf', '-o', '/m'],
 };
 
 /** An out-of-range value for every numeric flag capfilt has. */
@@ -52,6 +53,7 @@ const OUT_OF_RANGE: Record<string, string> = {
   '--shutdown-grace': '0',
   '--port': '70000',
   '--weights-seed': '1.5',
+  '--webgpu-steps': '0',
 };
 
 const NUMERIC_PARSERS: unknown[] = [intArg, floatArg, positiveInt, nonNegativeInt];

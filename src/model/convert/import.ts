@@ -16,6 +16,7 @@ import { ModelError } from '../../core/errors.js';
 import { CAPFILT_VERSION } from '../../core/version.js';
 import { type BlipConfig, imageTokenCount, readBlipConfig } from '../config.js';
 import { imageSpecFromPreprocessorConfig } from '../image-spec.js';
+import { GRAPHS as GRAPH_ROLES } from '../io-names.js';
 import {
   type ImageSpec,
   MANIFEST_FORMAT_VERSION,
@@ -82,9 +83,11 @@ function writeGraphs(
   dir: string,
   suffix: string,
   progress: (message: string) => void,
+  skip: readonly string[] = [],
 ): Record<string, string> {
   const graphs: Record<string, string> = {};
   for (const [role, build] of Object.entries(GRAPHS[cfg.kind])) {
+    if (skip.includes(role)) continue;
     const file = `${role}${suffix}.onnx`;
     progress(`building ${file}`);
     build(cfg, weights, variant).save(join(dir, file));
@@ -122,7 +125,10 @@ export async function importModel(
     const weightType: FloatType = precision === 'fp16' ? 'float16' : 'float32';
     // The CPU/CUDA set first: it writes the weights; the WebGPU set refers to them.
     const fused = fusedVariant(weightType);
-    const graphs = writeGraphs(cfg, checkpoint.weights, fused, tmp, '', progress);
+    // int8 quantizes the per-stage graphs only (its quantizer does not enter Loop bodies): int8
+    // captioners decode on the host loop.
+    const wholeGraphs = precision === 'int8' ? [GRAPH_ROLES.generateGreedy, GRAPH_ROLES.generateSample] : [];
+    const graphs = writeGraphs(cfg, checkpoint.weights, fused, tmp, '', progress, wholeGraphs);
     const webgpu: WebGpuGraphs = {
       graphs: {},
       computeType: weightType,

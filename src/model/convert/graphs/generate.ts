@@ -54,7 +54,8 @@ function decodeStep(
   b: Blocks,
   ctx: StepContext,
   s: DecodeState,
-  iteration: string,
+  /** int64 scalar, the step's index; asked for only when sampling (unused constants are noise). */
+  iteration: () => string,
   causal = true,
 ): DecodeState {
   const { g } = b;
@@ -77,7 +78,7 @@ function decodeStep(
   const x = processLogits(g, logits, s.seq, ctx.processing);
   const w = ctx.warping;
   const next = w
-    ? sampledToken(g, x, w, w.type, g.op('Gather', [w.uniforms, iteration], { axis: 1 }))
+    ? sampledToken(g, x, w, w.type, g.op('Gather', [w.uniforms, iteration()], { axis: 1 }))
     : greedyToken(g, x);
   const eos = g.constInt64([ctx.eosId], []);
   const emitted = g.op('Where', [s.finished, eos, next]);
@@ -121,7 +122,7 @@ function loopDecode(
     finished: body.input(body.fresh('finished'), 'bool', ['rows']),
     past: start.past.map(() => ({ key: kv('past_key'), value: kv('past_value') })),
   };
-  const next = decodeStep(new Blocks(body, weights, { portable }), ctx, state, iteration);
+  const next = decodeStep(new Blocks(body, weights, { portable }), ctx, state, () => iteration);
   body.output(anyGoing(body, next.finished), body.fresh('going'), 'bool', []);
   body.output(next.feed, body.fresh('feed_out'), 'int64', ['rows', 1]);
   body.output(next.seq, body.fresh('sequence_out'), 'int64', ['rows', 'length_out']);
@@ -154,7 +155,7 @@ function unrolledDecode(
   const { g } = b;
   let state = start;
   // After the prompt each step feeds one id, which may see every cached position: no causal mask.
-  for (let i = 0; i < steps; i++) state = decodeStep(b, ctx, state, g.constInt64([i], []), i === 0);
+  for (let i = 0; i < steps; i++) state = decodeStep(b, ctx, state, () => g.constInt64([i], []), i === 0);
   const end = g.op('Add', [
     g.op('Shape', [start.seq], { start: 1, end: 2 }),
     g.op('Unsqueeze', [maxNew, g.constInt64([0])]),
