@@ -7,6 +7,7 @@ import { registerExport } from './export.js';
 import { registerModels } from './models/index.js';
 import { registerProduce } from './produce.js';
 import { registerRefilter } from './refilter.js';
+import { registerRetry } from './retry.js';
 import { registerRun } from './run.js';
 import { registerSchedule } from './schedule.js';
 import { registerScore } from './score.js';
@@ -29,6 +30,7 @@ export function buildProgram(): Command {
   registerExport(program);
   registerProduce(program);
   registerWorker(program);
+  registerRetry(program);
   registerStatus(program);
   registerDashboard(program);
   registerSchedule(program);

@@ -186,11 +186,12 @@ export async function produceRun(
     pairsTotal: totalPairs(todo),
     ...(req.scheduleId ? { scheduleId: req.scheduleId } : {}),
   });
-  await enqueue(ctx, runId, req.mode, todo, req.policy);
+  await enqueueShards(ctx, runId, req.mode, todo, req.policy);
   return { runId, shards, enqueued: todo.length, skipped: shards - todo.length };
 }
 
-async function enqueue(
+/** One flow per shard, in bulk; job ids derive from run + shard, so a flow already held is not added twice. */
+export async function enqueueShards(
   ctx: QueueContext,
   runId: string,
   mode: RunMode,
@@ -233,7 +234,7 @@ async function produceAgain(
     }),
   );
   const missing = todo.filter((_, i) => states[i] === 'missing');
-  await enqueue(ctx, run.runId, run.mode, missing, req.policy);
+  await enqueueShards(ctx, run.runId, run.mode, missing, req.policy);
   const count = (state: string) => states.filter((x) => x === state).length;
   const shards = record.shards.length;
   return {

@@ -182,6 +182,21 @@ export class RunStore {
     );
   }
 
+  /**
+   * Failed shards about to run again (capfilt retry): no longer failed, and the run no longer
+   * complete, so that it completes (and writes its summary) when they are done.
+   */
+  async reopenShards(runId: string, shardIds: readonly string[]): Promise<void> {
+    if (shardIds.length === 0) return;
+    const key = runKey(this.prefix, runId);
+    await this.redis
+      .multi()
+      .hdel(`${key}:failed`, ...shardIds)
+      .hdel(key, 'completedAt', 'allShardsAt')
+      .persist(`${key}:done`)
+      .exec();
+  }
+
   /** Progress of the newest runs, newest first. */
   async recent(limit = 50): Promise<RunProgress[]> {
     const all = await Promise.all((await this.list(limit)).map((id) => this.progress(id)));
