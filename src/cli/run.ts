@@ -1,6 +1,7 @@
 import { type Command, Option } from 'commander';
 import { Storage } from '../io/storage/storage.js';
 import { type LocalRunResult, runLocal } from '../pipeline/local-runner.js';
+import type { ShardBatchDone } from '../pipeline/shard.js';
 import {
   addEngineFlags,
   addOverwriteFlag,
@@ -23,13 +24,28 @@ export interface RunCommandOptions extends RunOptionFlags, EngineFlags {
   batchSize: number;
 }
 
-/** SIGINT/SIGTERM stop the run between batches (no partial shard is left); a second one exits now. */
-function interruptController(): { signal: AbortSignal; dispose(): void } {
+/** What an interrupt now would cost: the batch in progress, past the shard's last checkpoint. */
+function redoneOnInterrupt(last: ShardBatchDone | null, batchSize: number): string {
+  const saved = last ? `shard ${last.shardId} has ${last.pairsDone} pairs checkpointed; ` : '';
+  return `${saved}up to ${batchSize} pairs (the batch in progress) will be redone`;
+}
+
+/**
+ * SIGINT/SIGTERM stop the run after the batch in progress, which is checkpointed: nothing done is
+ * lost. A second one exits now, and the next run redoes that batch; the first says so.
+ */
+function interruptController(batchSize: number): {
+  signal: AbortSignal;
+  onBatch(b: ShardBatchDone): void;
+  dispose(): void;
+} {
   const ac = new AbortController();
+  let last: ShardBatchDone | null = null;
   const handler = (sig: NodeJS.Signals) => {
     if (ac.signal.aborted) process.exit(130);
     process.stderr.write(
-      `\ncapfilt: ${sig} received, stopping after the current batch (again to quit now)\n`,
+      `\ncapfilt: ${sig} received, stopping once the batch in progress is checkpointed; ` +
+        `again to quit now (${redoneOnInterrupt(last, batchSize)} by the next run)\n`,
     );
     ac.abort(new Error(sig));
   };
@@ -37,6 +53,9 @@ function interruptController(): { signal: AbortSignal; dispose(): void } {
   process.on('SIGTERM', handler);
   return {
     signal: ac.signal,
+    onBatch(b) {
+      last = b;
+    },
     dispose() {
       process.off('SIGINT', handler);
       process.off('SIGTERM', handler);
@@ -48,7 +67,8 @@ function interruptController(): { signal: AbortSignal; dispose(): void } {
 function report(result: LocalRunResult, output: string): void {
   if (result.interrupted) {
     process.stderr.write(
-      `capfilt: interrupted; ${result.processed} shards written this run. Rerun the same command to finish.\n`,
+      `capfilt: interrupted; ${result.processed} shards written this run. Rerun the same command to finish ` +
+        '(an unfinished shard resumes from its checkpoint).\n',
     );
     process.exitCode = 130;
     return;
@@ -86,7 +106,7 @@ function report(result: LocalRunResult, output: string): void {
 async function runCommand(o: RunCommandOptions): Promise<void> {
   const options = runOptionsFromFlags(o);
   const storage = new Storage({ s3: s3FromFlags(o) });
-  const interrupt = interruptController();
+  const interrupt = interruptController(options.batchSize);
   try {
     const result = await runLocal({
       input: o.input,
@@ -100,6 +120,7 @@ async function runCommand(o: RunCommandOptions): Promise<void> {
       overwrite: o.overwrite,
       progress: o.progress,
       signal: interrupt.signal,
+      onBatch: interrupt.onBatch,
     });
     report(result, o.output);
   } finally {

@@ -15,7 +15,7 @@ import type { CaptionEngine, FilterEngine } from './engines.js';
 import { fingerprintShards } from './fingerprint.js';
 import { type PlannedShard, planRun, totalPairs } from './plan.js';
 import { Progress } from './progress.js';
-import { processShard } from './shard.js';
+import { processShard, type ShardContext } from './shard.js';
 
 export interface LocalRunParams {
   input: string;
@@ -31,6 +31,8 @@ export interface LocalRunParams {
   overwrite?: boolean;
   progress?: 'auto' | 'tty' | 'plain' | 'none';
   signal?: AbortSignal;
+  /** After each checkpointed batch: where the shard in progress stands (pipeline/shard.ts). */
+  onBatch?: ShardContext['onBatch'];
   log?: (line: string) => void;
   /** Already loaded engines (benchmarks, tests); the runner then does not load or close them. */
   engines?: { captioner: CaptionEngine; filter: FilterEngine };
@@ -132,6 +134,7 @@ async function processShards(
     output,
     signal: p.signal,
     onProgress: (n: number) => progress.add(n),
+    ...(p.onBatch ? { onBatch: p.onBatch } : {}),
   };
   for (const s of todo) {
     if (p.signal?.aborted) return { ...out, interrupted: true };

@@ -8,6 +8,7 @@ import type {
   ShardStats,
   StageTimings,
 } from '../core/types.js';
+import { checkpointKey, clearCheckpoint, ShardCheckpoint } from '../output/checkpoint.js';
 import { ShardWriter } from '../output/shard-writer.js';
 import { emptyTimings } from '../output/stats.js';
 import {
@@ -28,8 +29,25 @@ export interface ShardContext extends StageContext {
   signal?: AbortSignal;
   /** Called after each batch is written, with the number of pairs it held. */
   onProgress?: (pairs: number) => void;
+  /** Called after each batch is saved (and once for what a checkpoint resumed): where the shard is. */
+  onBatch?: (batch: ShardBatchDone) => void;
   /** The fingerprint of the shard's input as planned, kept in its completion marker. */
   fingerprint?: string;
+}
+
+/**
+ * A shard's position after a batch: its pairs [0, pairsDone) are saved in its checkpoint, so an
+ * interruption from here redoes only the batch in progress. A typed hook for progress displays,
+ * job progress and interrupt messages.
+ */
+export interface ShardBatchDone {
+  shardId: string;
+  /** Pairs of the shard done and saved so far (those resumed from a checkpoint included). */
+  pairsDone: number;
+  /** Pairs in this batch (for a resume: every pair the checkpoint held). */
+  pairs: number;
+  /** This "batch" is what the checkpoint of an interrupted attempt held, not model work. */
+  resumed: boolean;
 }
 
 export async function* batches<T>(
@@ -104,28 +122,63 @@ function aborted(signal: AbortSignal | undefined, shardId: string): void {
 
 /**
  * Reads, decodes, captions, filters and writes one shard: `part-<shard>.jsonl` (atomically), then
- * its stats marker. Per-sample failures become rejected records; a per-shard failure (input gone,
- * output unwritable, interrupted) throws a ShardError and leaves no partial output.
+ * its stats marker. Each finished batch is checkpointed first, so an interrupted shard resumes
+ * where it stopped. Per-sample failures become rejected records; a per-shard failure (input gone,
+ * output unwritable, interrupted) throws a ShardError and leaves no data file.
  */
 export async function processShard(shard: ShardRef, ctx: ShardContext): Promise<ShardStats> {
   const startedAt = new Date();
   const timings = emptyTimings();
   const writer = await ShardWriter.open(ctx.storage, ctx.output, shard, ctx.options.output.compression);
   try {
-    for await (const batch of loadedBatches(shard, ctx, timings, ctx.prefetch ?? 2)) {
-      aborted(ctx.signal, shard.id);
-      const records = await modelStages(batch, ctx, timings);
+    for await (const records of shardRecords(shard, ctx, timings)) {
       const t0 = performance.now();
       await writer.append(records);
       timings.write += performance.now() - t0;
       ctx.onProgress?.(records.length);
     }
     aborted(ctx.signal, shard.id);
-    return await writer.commit(timings, startedAt, recordOptions(ctx.options), ctx.fingerprint);
+    const stats = await writer.commit(timings, startedAt, recordOptions(ctx.options), ctx.fingerprint);
+    await clearCheckpoint(ctx.storage, ctx.output, shard.id);
+    return stats;
   } catch (err) {
     await writer.abort();
     throw shardFailure(shard, err);
   }
+}
+
+/**
+ * The records of a shard, batch by batch, in pair order: first what its checkpoint holds from an
+ * interrupted attempt, then the model stages over the pairs after it, each batch saved to the
+ * checkpoint before it is yielded. The local runner and the fused worker job both read this.
+ */
+export async function* shardRecords(
+  shard: ShardRef,
+  ctx: ShardContext,
+  timings: StageTimings,
+): AsyncGenerator<OutputRecord[]> {
+  const key = checkpointKey(ctx.fingerprint, ctx.options, modelIds(ctx));
+  const checkpoint = ShardCheckpoint.for(ctx.storage, ctx.output, shard.id, key);
+  const resumed = await checkpoint.resume();
+  let pairsDone = resumed.pairs;
+  if (pairsDone > 0) {
+    ctx.onBatch?.({ shardId: shard.id, pairsDone, pairs: pairsDone, resumed: true });
+    for (const records of resumed.batches) yield records;
+  }
+  for await (const batch of loadedBatches(shard, ctx, timings, ctx.prefetch ?? 2, pairsDone)) {
+    aborted(ctx.signal, shard.id);
+    const records = await modelStages(batch, ctx, timings);
+    await checkpoint.save(pairsDone, batch.length, records);
+    pairsDone += batch.length;
+    ctx.onBatch?.({ shardId: shard.id, pairsDone, pairs: batch.length, resumed: false });
+    yield records;
+  }
+}
+
+/** `items` less the first `n` (read, never decoded: a resumed shard's checkpointed pairs). */
+async function* skipped<T>(items: AsyncIterable<T>, n: number): AsyncGenerator<T> {
+  let i = 0;
+  for await (const item of items) if (i++ >= n) yield item;
 }
 
 /** A shard's pairs in decoded batches, decoding up to `prefetch` batches ahead of the models. */
@@ -134,9 +187,10 @@ export function loadedBatches(
   ctx: StageContext,
   timings: StageTimings,
   prefetch: number,
+  skip = 0,
 ): AsyncGenerator<LoadedSample[]> {
   return prefetched<PairRef[], LoadedSample[]>(
-    batches(readShardPairs(shard, ctx), ctx.options.batchSize, timings),
+    batches(skipped(readShardPairs(shard, ctx), skip), ctx.options.batchSize, timings),
     prefetch,
     async (batch) => {
       const t0 = performance.now();
@@ -189,7 +243,10 @@ export async function writeShardOutput(
       await writer.append(batch);
       timings.write += performance.now() - t0;
     }
-    return await writer.commit(timings, startedAt, recordOptions(ctx.options), ctx.fingerprint);
+    const stats = await writer.commit(timings, startedAt, recordOptions(ctx.options), ctx.fingerprint);
+    // The checkpoint of the model job that made these records is not needed any more.
+    await clearCheckpoint(ctx.storage, ctx.output, shard.id);
+    return stats;
   } catch (err) {
     await writer.abort();
     throw shardFailure(shard, err);

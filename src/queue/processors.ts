@@ -184,7 +184,14 @@ export async function filterJob(pc: ProcessorContext, job: Job): Promise<FilterJ
 export async function fusedJob(pc: ProcessorContext, job: Job): Promise<Carried<ModelStageResult>> {
   const { data, run } = await shardJob(pc, job);
   const progress = reporter(pc, job, 'fused', data);
-  const result = await fusedStage(pc.storage, data.shard, run, pc.engines, progress.onBatch);
+  const result = await fusedStage(
+    pc.storage,
+    data.shard,
+    run,
+    pc.engines,
+    progress.onBatch,
+    data.fingerprint,
+  );
   await progress.finish();
   return carryResult(pc, 'fused', data, run, result);
 }

@@ -18,7 +18,13 @@ import type {
 import { Filter } from '../filter/filter.js';
 import type { Storage } from '../io/storage/storage.js';
 import { emptyTimings } from '../output/stats.js';
-import { loadedBatches, modelStages, shardFailure, writeShardOutput } from '../pipeline/shard.js';
+import {
+  loadedBatches,
+  type ShardContext,
+  shardFailure,
+  shardRecords,
+  writeShardOutput,
+} from '../pipeline/shard.js';
 import { buildRecords, captionSamples, filterSamples, type StageContext } from '../pipeline/stages.js';
 import type { Stage } from './names.js';
 import { keptPairs, type OnBatch } from './progress.js';
@@ -149,25 +155,36 @@ export async function filterStage(
   return { records, timings, startedAt: captioned.startedAt };
 }
 
-/** Fused mode: one job decodes each image once and runs both models, as the local runner does. */
+/**
+ * Fused mode: one job decodes each image once and runs both models, as the local runner does,
+ * checkpointing each finished batch: a redelivered job (its worker died) resumes after the last.
+ */
 export async function fusedStage(
   storage: Storage,
   shard: ShardRef,
   run: RunRecord<RunOptions>,
   engines: StageEngines,
   onBatch?: OnBatch,
+  fingerprint?: string,
 ): Promise<ModelStageResult> {
   if (!engines.captioner || !engines.filter) throw new UsageError('the fused stage needs both models');
   const startedAt = new Date().toISOString();
   const timings = emptyTimings();
   const options = optionsFor(run, engines);
-  const ctx: StageContext = { storage, options, captioner: engines.captioner, filter: engines.filter };
+  const ctx: ShardContext = {
+    storage,
+    options,
+    captioner: engines.captioner,
+    filter: engines.filter,
+    output: run.output,
+    prefetch: PREFETCH,
+    ...(fingerprint ? { fingerprint } : {}),
+  };
   const records: OutputRecord[] = [];
   try {
-    for await (const loaded of loadedBatches(shard, ctx, timings, PREFETCH)) {
-      const built = await modelStages(loaded, ctx, timings);
-      records.push(...built);
-      onBatch?.({ pairs: built.length, kept: keptPairs(built) });
+    for await (const batch of shardRecords(shard, ctx, timings)) {
+      records.push(...batch);
+      onBatch?.({ pairs: batch.length, kept: keptPairs(batch) });
     }
   } catch (err) {
     throw shardFailure(shard, err);

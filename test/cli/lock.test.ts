@@ -12,9 +12,9 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { OutputRecord } from '../../src/core/types.js';
 import { type CliProcess, spawnCli, waitFor } from '../../tools/cli-process.js';
+import { EXAMPLES, examplePairLines } from '../helpers/examples.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
 
-const EXAMPLES = join(import.meta.dirname, '../../examples');
 const PAIRS = 48;
 /** The first of two concurrent runs reads this many: it must still run when the second starts. */
 const LONG_PAIRS = 160;
@@ -39,15 +39,7 @@ describe('a local run locks its output (child processes)', () => {
 
   beforeAll(async () => {
     models = await importTinyModels();
-    const rows = readFileSync(join(EXAMPLES, 'jsonl/captions.jsonl'), 'utf8').trim().split('\n');
-    const lines = Array.from({ length: LONG_PAIRS }, (_, i) => {
-      const row = JSON.parse(rows[i % rows.length]);
-      return JSON.stringify({
-        key: `pair-${i}`,
-        image: join(EXAMPLES, 'jsonl', row.image),
-        caption: row.caption,
-      });
-    });
+    const lines = examplePairLines(LONG_PAIRS);
     writeFileSync(manifest, `${lines.slice(0, PAIRS).join('\n')}\n`);
     writeFileSync(long, `${lines.join('\n')}\n`);
   });

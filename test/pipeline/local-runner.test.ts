@@ -9,6 +9,7 @@ import type { OutputRecord, RunOptions } from '../../src/core/types.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { blipAnnotations, refilter } from '../../src/pipeline/dataset.js';
 import { runLocal } from '../../src/pipeline/local-runner.js';
+import { watchedCaptioner } from '../helpers/examples.js';
 import { importTinyModels, loadTinyEngines, type TinyModels } from '../helpers/models.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
 
@@ -131,18 +132,9 @@ describe('local runner', () => {
     const ac = new AbortController();
     let batches = 0;
     const shardOptions = runOptions({ ...options, input: { shardSize: 16 }, batchSize: 4 });
-    const wrapped = {
-      captioner: {
-        modelId: engines.captioner.modelId,
-        manifest: engines.captioner.manifest,
-        pixels: engines.captioner.pixels.bind(engines.captioner),
-        caption: async (...args: Parameters<Captioner['caption']>) => {
-          if (++batches === 2) ac.abort(new Error('SIGINT'));
-          return engines.captioner.caption(...args);
-        },
-      },
-      filter: engines.filter,
-    };
+    const wrapped = watchedCaptioner(engines, () => {
+      if (++batches === 2) ac.abort(new Error('SIGINT'));
+    });
     const r1 = await runLocal({
       ...base(),
       options: shardOptions,
@@ -153,8 +145,9 @@ describe('local runner', () => {
     });
     expect(r1.interrupted).toBe(true);
     expect(r1.summary).toBeNull();
-    // No part of the interrupted shard is visible; the output holds only its run record.
-    expect(await readdir(out)).toEqual(['_capfilt-run.json']);
+    // No part of the interrupted shard is visible: the output holds its run record, and the
+    // checkpoint of the shard's finished batch (in the work folder).
+    expect((await readdir(out)).sort()).toEqual(['_capfilt-run.json', '_capfilt-work']);
     const r2 = await runLocal({ ...base(), options: shardOptions, input, output: out });
     expect(r2).toMatchObject({ processed: 1, interrupted: false });
     const recs = await records(out);
