@@ -130,7 +130,7 @@ describe('a shard interrupted mid-way resumes from its checkpoint (child process
     expect(await first.exited).toBe(130);
     expect(first.stderr()).toMatch(
       new RegExp(
-        `SIGINT received, stopping once the batch in progress is checkpointed; again to quit now \\(shard ${SHARD} has \\d+ pairs checkpointed; up to $BATCHpairs \\(the batch in progress\\) will be redone by the next run\\)`,
+        `SIGINT received, stopping once the batch in progress is checkpointed; again to quit now \\(shard ${SHARD} has \\d+ pairs checkpointed; up to ${BATCH} pairs \\(the batch in progress\\) will be redone by the next run\\)`,
       ),
     );
     // Stopped after the batch in progress was saved: nothing it did is lost.
