@@ -3,7 +3,6 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { gunzipSync } from 'node:zlib';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { Captioner } from '../../src/captioner/captioner.js';
 import { runOptions } from '../../src/core/options.js';
 import type { OutputRecord, RunOptions } from '../../src/core/types.js';
 import { Storage } from '../../src/io/storage/storage.js';
