@@ -163,15 +163,19 @@ export const DEFAULT_WEBGPU_STEPS = CAPFILT_DECODING.maxLength - 1;
  * - device: @defaultValue 'cpu'
  * - visionBatchSize: @defaultValue 2 images per vision-encoder call (CPUs prefer small ones)
  * - intraOpThreads: @defaultValue 0 (onnxruntime picks one per core)
- * - wholeGraph: @defaultValue true on every device: one graph call per batch (captions and scores
- *   computed on the device); false calls the vision, cross K/V and decoder or ITM/ITC graphs one
- *   by one from the host (beam search always does)
+ * - wholeGraph: one graph call per batch (captions or scores computed on the device) or the
+ *   vision, cross K/V and decoder or ITM/ITC graphs called one by one from the host (beam search
+ *   always is). @defaultValue the captioner everywhere; the filter on GPUs only: on a CPU nothing
+ *   crosses a bus, and the host path groups texts of similar length into calls (less padding)
  */
 export const DEFAULT_ENGINE = {
   device: 'cpu',
   visionBatchSize: 2,
   intraOpThreads: 0,
-  wholeGraph: { cpu: true, cuda: true, webgpu: true },
+  wholeGraph: {
+    captioner: { cpu: true, cuda: true, webgpu: true },
+    filter: { cpu: false, cuda: true, webgpu: true },
+  },
 } as const;
 
 /**

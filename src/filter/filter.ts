@@ -17,6 +17,11 @@ export interface ScoreSample {
 
 export type ScoreOptions = Pick<FilterOptions, 'firstToken' | 'maxTextLength'>;
 
+/** Text i's ITM P(match) from logits [T, 2]: softmax(logits)[1] = 1 / (1 + e^(l0 - l1)), in float64. */
+function matchProbability(logits: Float32Array, i: number): number {
+  return 1 / (1 + Math.exp(logits[2 * i] - logits[2 * i + 1]));
+}
+
 /**
  * BLIP's filter (BlipForImageTextRetrieval) on onnxruntime: one vision pass and one
  * cross-attention K/V computation per image, shared by every text scored against it.
@@ -47,11 +52,58 @@ export class Filter extends BlipEngine {
   }
 
   /**
-   * Scores a batch. Texts are tokenized first so that the images can be encoded in the order of
-   * their ITM calls (see text-calls.ts): each call then reads its cross keys/values as one
-   * contiguous run of rows, and texts of similar length share a call.
+   * A batch in one whole-graph call: each image's texts image-major, k per image (the most any
+   * image has; an image with fewer repeats its first text, whose extra scores are dropped), every
+   * text padded to the longest. Only pixels, token ids and scores cross onnxruntime.
+   */
+  private async scoreInGraph(samples: ScoreSample[], options: ScoreOptions): Promise<TextScore[][]> {
+    const images = samples.filter((s) => s.texts.length > 0);
+    const scores: TextScore[][] = samples.map((s) => s.texts.map(() => ({ itm: 0, itc: 0 })));
+    if (images.length === 0) return scores;
+    const k = Math.max(...images.map((s) => s.texts.length));
+    const texts = images.flatMap((s) => Array.from({ length: k }, (_, j) => s.texts[j] ?? s.texts[0]));
+    const tokens = (firstToken: 'enc' | 'cls') =>
+      padTexts(
+        texts.map((t) => encodeForItm(this.tokenizer, t, { maxLength: options.maxTextLength, firstToken })),
+        this.manifest.specialIds.pad,
+      );
+    const itm = tokens(options.firstToken);
+    const itc = tokens('cls');
+    const out = await (await this.session(GRAPHS.score)).run({
+      [IO.pixelValues]: this.pixelBatch(images),
+      [IO.inputIds]: int64(itm.ids, [texts.length, itm.length]),
+      [IO.attentionMask]: int64(itm.mask, [texts.length, itm.length]),
+      [IO.itcInputIds]: int64(itc.ids, [texts.length, itc.length]),
+      [IO.itcAttentionMask]: int64(itc.mask, [texts.length, itc.length]),
+    });
+    const logits = out[IO.itmLogits].data as Float32Array;
+    const cosines = out[IO.itc].data as Float32Array;
+    let i = 0;
+    for (const [s, sample] of samples.entries()) {
+      if (sample.texts.length === 0) continue;
+      for (let j = 0; j < k; j++, i++) {
+        if (j < sample.texts.length) scores[s][j] = { itm: matchProbability(logits, i), itc: cosines[i] };
+      }
+    }
+    return scores;
+  }
+
+  /**
+   * Scores a batch: in one whole-graph call when the engine uses them; otherwise texts are
+   * tokenized first so that the images can be encoded in the order of their ITM calls (see
+   * text-calls.ts): each call then reads its cross keys/values as one contiguous run of rows, and
+   * texts of similar length share a call.
    */
   private async scoreBatch(samples: ScoreSample[], options: ScoreOptions): Promise<TextScore[][]> {
+    const scores =
+      this.wholeGraph && this.sessions.has(GRAPHS.score)
+        ? await this.scoreInGraph(samples, options)
+        : await this.scoreFromHost(samples, options);
+    this.images += samples.length;
+    return scores;
+  }
+
+  private async scoreFromHost(samples: ScoreSample[], options: ScoreOptions): Promise<TextScore[][]> {
     const encode = (firstToken: 'enc' | 'cls') =>
       samples.map((s) =>
         s.texts.map((t) => encodeForItm(this.tokenizer, t, { maxLength: options.maxTextLength, firstToken })),
@@ -100,8 +152,7 @@ export class Filter extends BlipEngine {
         ...cross,
       })
     )[IO.itmLogits].data as Float32Array;
-    // softmax(logits)[1] = 1 / (1 + e^(l0 - l1)), in float64.
-    return texts.map((_, i) => 1 / (1 + Math.exp(logits[2 * i] - logits[2 * i + 1])));
+    return texts.map((_, i) => matchProbability(logits, i));
   }
 
   /** Normalised ITC text features; the unimodal text encoder keeps [CLS] first, as BLIP's ITC does. */

@@ -16,6 +16,8 @@ export const GRAPHS = {
   generateGreedy: 'generate_greedy',
   /** The whole captioner in one call: pixels and uniforms → sampled token ids. */
   generateSample: 'generate_sample',
+  /** The whole filter in one call: pixels and token ids → ITM logits and ITC cosines. */
+  score: 'score',
 } as const;
 export type GraphRole = (typeof GRAPHS)[keyof typeof GRAPHS];
 
@@ -40,6 +42,12 @@ export const IO = {
   itmLogits: 'itm_logits',
   /** itc_text: normalised ITC text features [T, E]. */
   textFeat: 'text_feat',
+  /** score: int64 [T, L'], the same texts as input_ids tokenized for ITC ([CLS] first). */
+  itcInputIds: 'itc_input_ids',
+  /** score: int64 [T, L'], 0 on padding. */
+  itcAttentionMask: 'itc_attention_mask',
+  /** score: float32 [T], each text's ITC cosine with its image. */
+  itc: 'itc',
   /**
    * generate_*: int64 [R, P], every row's prompt; rows are image-major, the same number per image
    * of pixel_values (R = images·k).

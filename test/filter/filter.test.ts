@@ -61,6 +61,54 @@ describe('Filter on the blip-tiny fixture', () => {
     });
   });
 
+  it('the whole-graph call matches Hugging Face and the host path, whatever the texts per image', async () => {
+    const inGraph = await Filter.load(models.filter, { batchSize: 4, wholeGraph: true });
+    try {
+      for (const firstToken of ['cls', 'enc'] as const) {
+        const scores = await inGraph.score(samples, { firstToken, maxTextLength: 35 });
+        IMAGE_NAMES.forEach((name, i) => {
+          pairsOf(name).forEach((ref, j) => {
+            const itm = firstToken === 'cls' ? ref.itm_prob : ref.itm_enc_first.itm_prob;
+            expect(Math.abs(scores[i][j].itm - itm), `${name} #${j} itm`).toBeLessThan(1e-4);
+            expect(Math.abs(scores[i][j].itc - ref.itc_cosine), `${name} #${j} itc`).toBeLessThan(1e-4);
+          });
+        });
+      }
+      // Uneven texts per image (one none): the short images repeat a text whose scores are dropped.
+      const uneven = samples.map((s, i) => ({ ...s, texts: s.texts.slice(0, i % 4) }));
+      const options = { firstToken: 'enc' as const, maxTextLength: 35 };
+      const a = await inGraph.score(uneven, options);
+      const b = await filter.score(uneven, options);
+      expect(a.map((x) => x.length)).toEqual(uneven.map((s) => s.texts.length));
+      a.forEach((texts, i) => {
+        texts.forEach((s, j) => {
+          expect(Math.abs(s.itm - b[i][j].itm)).toBeLessThan(1e-5);
+          expect(Math.abs(s.itc - b[i][j].itc)).toBeLessThan(1e-5);
+        });
+      });
+    } finally {
+      await inGraph.close();
+    }
+  });
+
+  it('a whole-graph call passes only pixels, token ids and scores through onnxruntime', async () => {
+    const inGraph = await Filter.load(models.filter, { batchSize: 6, wholeGraph: true });
+    try {
+      const two = samples.map((s) => ({ ...s, texts: ['a red square', 'two stripes on a gray picture'] }));
+      await inGraph.score(two, { firstToken: 'enc', maxTextLength: 35 });
+      const texts = two.length * 2;
+      // [ENC]/[CLS] + 3 or 6 word pieces + [SEP]: ITM and ITC ids and masks padded to 8 tokens.
+      const ids = 4 * texts * 8 * 8;
+      expect(inGraph.traffic).toEqual({
+        bytesIn: two.length * 3 * 64 * 64 * 4 + ids,
+        bytesOut: texts * 12,
+        images: 6,
+      });
+    } finally {
+      await inGraph.close();
+    }
+  });
+
   it('gives the same scores one sample at a time as in a batch', async () => {
     const batched = await filter.score(samples, { firstToken: 'enc', maxTextLength: 35 });
     for (let i = 0; i < samples.length; i++) {

@@ -69,12 +69,18 @@ const scenarios: Record<string, (a: Arg) => Promise<unknown>> = {
     return logits.map((l) => [...l]);
   },
 
+  /** Scores from the whole-graph call and from the ITM/ITC graphs called one by one. */
   async scores(a) {
-    const filter = await Filter.load(a.filter, { device: 'webgpu' });
     const samples = fromJson(a).map((s, i) => ({ ...s, texts: (a.texts as string[][])[i] }));
-    const scores = await filter.score(samples, { firstToken: a.firstToken ?? 'enc', maxTextLength: 35 });
-    await filter.close();
-    return scores;
+    const result: Record<string, unknown> = {};
+    for (const wholeGraph of [true, false]) {
+      const filter = await Filter.load(a.filter, { device: 'webgpu', wholeGraph });
+      const scores = await filter.score(samples, { firstToken: a.firstToken ?? 'enc', maxTextLength: 35 });
+      result[wholeGraph ? 'inGraph' : 'onHost'] = scores;
+      if (wholeGraph) result.traffic = filter.traffic;
+      await filter.close();
+    }
+    return result;
   },
 
   async caption(a) {

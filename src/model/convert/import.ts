@@ -30,7 +30,7 @@ import type { WeightMap } from '../tensor.js';
 import { readVocab, vocabIds } from '../vocab.js';
 import { loadCheckpoint } from './checkpoint.js';
 import { buildCrossKvGraph, buildDecoderGraph, buildVisionGraph } from './graphs/captioner.js';
-import { buildItcTextGraph, buildItmGraph } from './graphs/filter.js';
+import { buildItcTextGraph, buildItmGraph, buildScoreGraph } from './graphs/filter.js';
 import { buildGenerateGraph } from './graphs/generate.js';
 import { fusedVariant, type GraphVariant } from './graphs/variant.js';
 import type { FloatType, GraphBuilder } from './onnx/graph-builder.js';
@@ -69,6 +69,7 @@ const GRAPHS: Record<BlipConfig['kind'], Record<string, GraphFactory>> = {
     cross_kv: buildCrossKvGraph,
     itm: buildItmGraph,
     itc_text: buildItcTextGraph,
+    score: buildScoreGraph,
   },
 };
 
@@ -126,8 +127,9 @@ export async function importModel(
     // The CPU/CUDA set first: it writes the weights; the WebGPU set refers to them.
     const fused = fusedVariant(weightType);
     // int8 quantizes the per-stage graphs only (its quantizer does not enter Loop bodies): int8
-    // captioners decode on the host loop.
-    const wholeGraphs = precision === 'int8' ? [GRAPH_ROLES.generateGreedy, GRAPH_ROLES.generateSample] : [];
+    // models caption and score from the host.
+    const wholeGraphs =
+      precision === 'int8' ? [GRAPH_ROLES.generateGreedy, GRAPH_ROLES.generateSample, GRAPH_ROLES.score] : [];
     const graphs = writeGraphs(cfg, checkpoint.weights, fused, tmp, '', progress, wholeGraphs);
     const webgpu: WebGpuGraphs = {
       graphs: {},

@@ -32,7 +32,8 @@ export interface EngineOptions extends RuntimeOptions {
   visionBatchSize?: number;
   /**
    * Caption (greedy, nucleus) and score with one graph call per batch: pixels in, token ids or
-   * scores out, everything between on the device. Default: per device, DEFAULT_ENGINE.wholeGraph.
+   * scores out, everything between on the device. Default: per model kind and device,
+   * DEFAULT_ENGINE.wholeGraph.
    * Otherwise the engine calls the vision, cross K/V and decoder or ITM/ITC graphs itself.
    */
   wholeGraph?: boolean;
@@ -70,7 +71,7 @@ export async function loadModel(
     tokenizer,
     batchSize: options.batchSize ?? DEFAULT_BATCH_SIZE,
     visionBatchSize: options.visionBatchSize ?? DEFAULT_ENGINE.visionBatchSize,
-    wholeGraph: options.wholeGraph ?? DEFAULT_ENGINE.wholeGraph[device.kind],
+    wholeGraph: options.wholeGraph ?? DEFAULT_ENGINE.wholeGraph[kind][device.kind],
     warn: options.onWarning ?? ((m: string) => process.stderr.write(`capfilt: ${m}\n`)),
   };
 }

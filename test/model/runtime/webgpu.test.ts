@@ -104,16 +104,26 @@ describe.skipIf(skip)('--device webgpu matches the CPU execution provider (tiny 
   });
 
   for (const firstToken of ['enc', 'cls'] as const) {
-    it(`ITM and ITC within 1e-4, ${firstToken} first`, async () => {
+    it(`ITM and ITC within 1e-4, ${firstToken} first, whole-graph and one graph at a time`, async () => {
       const texts = images.map(textsOf);
-      const { result } = await inWebGpuChild<TextScore[][]>('scores', { ...arg(), texts, firstToken });
+      const { result } = await inWebGpuChild<{
+        inGraph: TextScore[][];
+        onHost: TextScore[][];
+        traffic: Traffic;
+      }>('scores', { ...arg(), texts, firstToken });
       const cpu = await filter.score(
         samples.map((s, i) => ({ ...s, texts: texts[i] })),
         { firstToken, maxTextLength: 35 },
       );
       const flat = (s: TextScore[][], k: keyof TextScore) => s.flat().map((x) => x[k]);
-      expectClose(flat(result, 'itm'), flat(cpu, 'itm'), 1e-4, 'itm');
-      expectClose(flat(result, 'itc'), flat(cpu, 'itc'), 1e-4, 'itc');
+      for (const [path, scores] of Object.entries({ inGraph: result.inGraph, onHost: result.onHost })) {
+        expectClose(flat(scores, 'itm'), flat(cpu, 'itm'), 1e-4, `${path} itm`);
+        expectClose(flat(scores, 'itc'), flat(cpu, 'itc'), 1e-4, `${path} itc`);
+      }
+      // The whole-graph call: pixels and int64 ids/masks in, 12 bytes per text (2 logits, 1 cosine) out.
+      const pixels = images.length * 3 * 64 * 64 * 4;
+      expect(result.traffic.bytesOut).toBe(texts.flat().length * 12);
+      expect((result.traffic.bytesIn - pixels) % 8).toBe(0);
     });
   }
 

@@ -5,7 +5,7 @@ import type { GraphBuilder } from '../onnx/graph-builder.js';
 import type { Blocks } from './blocks.js';
 import { crossKeyValues, type LayerCache, positionsAfter, textTransformer } from './text.js';
 import { type GraphVariant, startGraph } from './variant.js';
-import { visionEncoder } from './vision.js';
+import { imageFeatures, visionEncoder } from './vision.js';
 
 export const DECODER = 'text_decoder.bert.';
 const HEAD = 'text_decoder.cls.predictions.';
@@ -19,8 +19,7 @@ export function buildVisionGraph(cfg: BlipConfig, weights: WeightMap, variant: G
   const n = imageTokenCount(v);
   g.output(embeds, IO.imageEmbeds, 'float32', ['batch', n, v.hiddenSize]);
   if (cfg.kind === 'filter') {
-    // ITC image side: normalize(vision_proj(image_embeds[:, 0])).
-    const feat = b.l2Normalize(b.linear32(b.firstToken(embeds), ['vision_proj']));
+    const feat = imageFeatures(b, embeds);
     g.output(feat, IO.imageFeat, 'float32', ['batch', cfg.imageTextHiddenSize]);
   }
   return g;

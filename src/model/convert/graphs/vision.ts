@@ -44,3 +44,8 @@ export function visionEncoder(
   }
   return b.layerNorm(x, `${prefix}post_layernorm`, cfg.layerNormEps);
 }
+
+/** ITC image side: normalize(vision_proj(image_embeds[:, 0])). */
+export function imageFeatures(b: Blocks, imageEmbeds: string): string {
+  return b.l2Normalize(b.linear32(b.firstToken(imageEmbeds), ['vision_proj']));
+}
