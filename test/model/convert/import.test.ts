@@ -57,7 +57,7 @@ describe('capfilt models import', () => {
     expect(m.image).toMatchObject({ height: 64, width: 64, resample: 'bicubic' });
     expect(m.source.sha256).toMatch(/^[0-9a-f]{64}$/);
     const f = await readManifest(join(work, 'filter-st'));
-    expect(Object.keys(f.graphs).sort()).toEqual(['cross_kv', 'itc_text', 'itm', 'vision']);
+    expect(Object.keys(f.graphs).sort()).toEqual(['cross_kv', 'itc_text', 'itm', 'score', 'vision']);
   });
 
   it('decoder step logits match Hugging Face within 1e-3 for the first steps', async () => {

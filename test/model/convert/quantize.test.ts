@@ -60,6 +60,9 @@ describe('capfilt models import --precision int8 (blip-tiny fixture)', () => {
     expect(f.precision).toBe('int8');
     expect(f.quantization?.graphs.sort()).toEqual(['cross_kv', 'itc_text', 'itm', 'vision']);
     expect(c.quantization?.graphs.sort()).toEqual(['cross_kv', 'vision']);
+    // No whole-graph calls: int8 models caption and score from the host.
+    expect(Object.keys(f.graphs).sort()).toEqual(['cross_kv', 'itc_text', 'itm', 'vision']);
+    expect(Object.keys(c.graphs).sort()).toEqual(['cross_kv', 'decoder', 'vision']);
     expect(c.quantization?.op).toBe('com.microsoft.DynamicQuantizeMatMul');
   });
 
