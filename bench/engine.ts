@@ -7,6 +7,7 @@ import { measureCeiling } from './ceiling.js';
 import { captionWorkGflop, filterWorkGflop } from './flops.js';
 import { benchModels, syntheticPixels, textLengths } from './models.js';
 import { machineLine, peakRssMiB, printTable, type Row, writeResult } from './report.js';
+import { comparePaths } from './whole-graph.js';
 
 /**
  * Engine throughput on random-weight checkpoints: vision encoding (+ cross-attention K/V),
@@ -22,6 +23,9 @@ export async function main(args: string[]): Promise<void> {
       images: { type: 'string' },
       threads: { type: 'string', default: '0' },
       'vision-batch': { type: 'string', default: '2' },
+      // Host loop vs whole-graph calls (bench/whole-graph.ts): on these devices, at this batch.
+      paths: { type: 'string', default: 'cpu' },
+      'paths-batch': { type: 'string', default: '8' },
     },
   });
   const preset = values.preset as RandomPreset;
@@ -109,7 +113,16 @@ export async function main(args: string[]): Promise<void> {
     `capfilt engine, ${preset} random weights (capfilt_s_per_img = caption + filter incl. both ViTs; capfilt_of_ceiling = its GFLOP/s over the fp32 GEMM ceiling measured before each batch)`,
     rows,
   );
+  const pathsBatch = Number(values['paths-batch']);
+  const paths = values.paths
+    ? await comparePaths(models, preset, {
+        devices: values.paths.split(','),
+        batch: pathsBatch,
+        images: Number(values.images ?? Math.max(pathsBatch, 8)),
+        threads,
+      })
+    : [];
   process.stdout.write(`${machineLine()}\n`);
-  const file = writeResult('engine', { preset, threads, visionBatchSize, rows });
+  const file = writeResult('engine', { preset, threads, visionBatchSize, rows, paths });
   process.stdout.write(`\nwrote ${file}\n`);
 }
