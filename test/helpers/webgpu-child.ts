@@ -24,6 +24,10 @@ interface Arg {
   firstToken?: 'enc' | 'cls';
   tokens?: number[];
   steps?: number;
+  /** scores: only the whole-graph call. */
+  wholeGraphOnly?: boolean;
+  /** caption: the whole-graph captioner (default) or the host loop. */
+  wholeGraph?: boolean;
 }
 
 const pixelsOf = (image: string) => fixtureBin(`pixel_values_${image}_png.bin`);
@@ -43,7 +47,10 @@ const scenarios: Record<string, (a: Arg) => Promise<unknown>> = {
   },
 
   async embeddings(a) {
-    const captioner = await Captioner.load(a.captioner, { device: 'webgpu' });
+    const captioner = await Captioner.load(a.captioner, {
+      device: 'webgpu',
+      wholeGraph: a.wholeGraph ?? true,
+    });
     const filter = await Filter.load(a.filter, { device: 'webgpu' });
     const c = await captioner.encode(fromJson(a));
     const f = await filter.encode(fromJson(a));
@@ -73,7 +80,7 @@ const scenarios: Record<string, (a: Arg) => Promise<unknown>> = {
   async scores(a) {
     const samples = fromJson(a).map((s, i) => ({ ...s, texts: (a.texts as string[][])[i] }));
     const result: Record<string, unknown> = {};
-    for (const wholeGraph of [true, false]) {
+    for (const wholeGraph of a.wholeGraphOnly ? [true] : [true, false]) {
       const filter = await Filter.load(a.filter, { device: 'webgpu', wholeGraph });
       const scores = await filter.score(samples, { firstToken: a.firstToken ?? 'enc', maxTextLength: 35 });
       result[wholeGraph ? 'inGraph' : 'onHost'] = scores;
@@ -84,7 +91,10 @@ const scenarios: Record<string, (a: Arg) => Promise<unknown>> = {
   },
 
   async caption(a) {
-    const captioner = await Captioner.load(a.captioner, { device: 'webgpu' });
+    const captioner = await Captioner.load(a.captioner, {
+      device: 'webgpu',
+      wholeGraph: a.wholeGraph ?? true,
+    });
     const captions = await captioner.caption(fromJson(a), a.decoding as DecodingOptions);
     const traffic = captioner.traffic;
     await captioner.close();
