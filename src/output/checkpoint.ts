@@ -37,10 +37,10 @@ export function checkpointKey(
   return createHash('sha256').update(what).digest('hex').slice(0, 32);
 }
 
-/** The records a shard's pieces hold, in pair order, and how many pairs they cover. */
-export interface Resumed {
+/** What a shard's pieces hold (records, or a split stage's per-pair results), in pair order. */
+export interface Resumed<T = OutputRecord> {
   pairs: number;
-  batches: OutputRecord[][];
+  batches: T[][];
 }
 
 interface PieceHeader {
@@ -49,18 +49,18 @@ interface PieceHeader {
   pairs: number;
 }
 
-function parsePiece(body: string, key: string, first: number, pairs: number): OutputRecord[] | null {
+function parsePiece<T>(body: string, key: string, first: number, pairs: number): T[] | null {
   const lines = body.split('\n').filter(Boolean);
   try {
     const header = JSON.parse(lines[0] ?? '') as PieceHeader;
     if (header.checkpoint !== key || header.first !== first || header.pairs !== pairs) return null;
-    return lines.slice(1).map((l) => JSON.parse(l) as OutputRecord);
+    return lines.slice(1).map((l) => JSON.parse(l) as T);
   } catch {
     return null;
   }
 }
 
-export class ShardCheckpoint {
+export class ShardCheckpoint<T = OutputRecord> {
   readonly #storage: Storage;
   readonly #folder: string;
   readonly #key: string;
@@ -71,15 +71,26 @@ export class ShardCheckpoint {
     this.#key = key;
   }
 
-  static for(storage: Storage, output: string, shardId: string, key: string): ShardCheckpoint {
-    return new ShardCheckpoint(storage, checkpointFolder(output, shardId), key);
+  /**
+   * The checkpoint of a shard's records, or with `stage` of one split-mode stage's results (in a
+   * folder of their own inside the shard's, so that clearing the shard clears them too).
+   */
+  static for<T = OutputRecord>(
+    storage: Storage,
+    output: string,
+    shardId: string,
+    key: string,
+    stage?: string,
+  ): ShardCheckpoint<T> {
+    const folder = checkpointFolder(output, shardId);
+    return new ShardCheckpoint<T>(storage, stage ? joinUri(folder, stage) : folder, key);
   }
 
   /**
    * The pieces that continue one another from pair 0 with this key. Any other piece (another
    * key, a gap, one that does not parse) ends the run of pieces and is removed with those after it.
    */
-  async resume(): Promise<Resumed> {
+  async resume(): Promise<Resumed<T>> {
     const files = await this.#storage.list(this.#folder).catch((err: unknown) => {
       if (err instanceof NotFoundError) return [];
       throw err;
@@ -88,13 +99,13 @@ export class ShardCheckpoint {
       .map((f) => ({ f, m: PIECE_NAME.exec(f.relPath) }))
       .filter((p): p is { f: (typeof files)[number]; m: RegExpExecArray } => p.m !== null)
       .sort((a, b) => a.f.relPath.localeCompare(b.f.relPath));
-    const resumed: Resumed = { pairs: 0, batches: [] };
+    const resumed: Resumed<T> = { pairs: 0, batches: [] };
     let i = 0;
     for (; i < pieces.length; i++) {
       const first = Number(pieces[i].m[1]);
       const pairs = Number(pieces[i].m[2]);
       if (first !== resumed.pairs) break;
-      const records = parsePiece(
+      const records = parsePiece<T>(
         (await this.#storage.read(pieces[i].f.uri)).toString('utf8'),
         this.#key,
         first,
@@ -109,7 +120,7 @@ export class ShardCheckpoint {
   }
 
   /** Saves one finished batch: pairs [first, first + pairs) made `records`. */
-  async save(first: number, pairs: number, records: readonly OutputRecord[]): Promise<void> {
+  async save(first: number, pairs: number, records: readonly T[]): Promise<void> {
     const header: PieceHeader = { checkpoint: this.#key, first, pairs };
     const body = [header, ...records].map((r) => JSON.stringify(r)).join('\n');
     const name = `${String(first).padStart(10, '0')}-${pairs}.jsonl`;

@@ -158,20 +158,41 @@ export async function* shardRecords(
   timings: StageTimings,
 ): AsyncGenerator<OutputRecord[]> {
   const key = checkpointKey(ctx.fingerprint, ctx.options, modelIds(ctx));
-  const checkpoint = ShardCheckpoint.for(ctx.storage, ctx.output, shard.id, key);
+  yield* checkpointedBatches(
+    shard,
+    ctx,
+    timings,
+    ShardCheckpoint.for(ctx.storage, ctx.output, shard.id, key),
+    (batch) => modelStages(batch, ctx, timings),
+  );
+}
+
+/**
+ * One stage's results of a shard, batch by batch, in pair order: first what `checkpoint` holds
+ * from an interrupted attempt, then `work` over the decoded batches after it (given each batch's
+ * first pair), each saved to the checkpoint before it is yielded. shardRecords (local runs, fused
+ * jobs) and the split-mode caption and filter jobs share it.
+ */
+export async function* checkpointedBatches<T>(
+  shard: ShardRef,
+  ctx: ShardContext,
+  timings: StageTimings,
+  checkpoint: ShardCheckpoint<T>,
+  work: (batch: LoadedSample[], firstPair: number) => Promise<T[]>,
+): AsyncGenerator<T[]> {
   const resumed = await checkpoint.resume();
   let pairsDone = resumed.pairs;
   if (pairsDone > 0) {
     ctx.onBatch?.({ shardId: shard.id, pairsDone, pairs: pairsDone, resumed: true });
-    for (const records of resumed.batches) yield records;
+    for (const items of resumed.batches) yield items;
   }
   for await (const batch of loadedBatches(shard, ctx, timings, ctx.prefetch ?? 2, pairsDone)) {
     aborted(ctx.signal, shard.id);
-    const records = await modelStages(batch, ctx, timings);
-    await checkpoint.save(pairsDone, batch.length, records);
+    const items = await work(batch, pairsDone);
+    await checkpoint.save(pairsDone, batch.length, items);
     pairsDone += batch.length;
     ctx.onBatch?.({ shardId: shard.id, pairsDone, pairs: batch.length, resumed: false });
-    yield records;
+    yield items;
   }
 }
 

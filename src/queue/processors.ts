@@ -165,7 +165,14 @@ export async function produceJob(pc: ProcessorContext, job: Job): Promise<Produc
 export async function captionJob(pc: ProcessorContext, job: Job): Promise<Carried<CaptionStageResult>> {
   const { data, run } = await shardJob(pc, job);
   const progress = reporter(pc, job, 'caption', data);
-  const result = await captionStage(pc.storage, data.shard, run, pc.engines, progress.onBatch);
+  const result = await captionStage(
+    pc.storage,
+    data.shard,
+    run,
+    pc.engines,
+    progress.onBatch,
+    data.fingerprint,
+  );
   await progress.finish();
   return carryResult(pc, 'caption', data, run, result);
 }
@@ -175,7 +182,15 @@ export async function filterJob(pc: ProcessorContext, job: Job): Promise<FilterJ
   const captioned = await childValue<CaptionStageResult>(pc, job, { data, run }, 'caption');
   const prior = await unwrap(pc.storage, captioned);
   const progress = reporter(pc, job, 'filter', data, prior.pairs.length);
-  const result = await filterStage(pc.storage, data.shard, run, prior, pc.engines, progress.onBatch);
+  const result = await filterStage(
+    pc.storage,
+    data.shard,
+    run,
+    prior,
+    pc.engines,
+    progress.onBatch,
+    data.fingerprint,
+  );
   await progress.finish();
   const own = await carryResult(pc, 'filter', data, run, result);
   return 'spilled' in captioned ? { ...own, captionSpill: captioned.spilled } : own;

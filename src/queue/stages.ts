@@ -8,6 +8,7 @@ import { ShardError, UsageError } from '../core/errors.js';
 import type {
   Caption,
   CaptionedSample,
+  LoadedSample,
   OutputRecord,
   Rejection,
   RunOptions,
@@ -17,15 +18,16 @@ import type {
 } from '../core/types.js';
 import { Filter } from '../filter/filter.js';
 import type { Storage } from '../io/storage/storage.js';
+import { checkpointKey, ShardCheckpoint } from '../output/checkpoint.js';
 import { emptyTimings } from '../output/stats.js';
 import {
-  loadedBatches,
+  checkpointedBatches,
   type ShardContext,
   shardFailure,
   shardRecords,
   writeShardOutput,
 } from '../pipeline/shard.js';
-import { buildRecords, captionSamples, filterSamples, type StageContext } from '../pipeline/stages.js';
+import { buildRecords, captionSamples, filterSamples } from '../pipeline/stages.js';
 import type { Stage } from './names.js';
 import { keptPairs, type OnBatch } from './progress.js';
 import type { RunRecord, ShardSummary } from './runs.js';
@@ -85,36 +87,90 @@ function optionsFor(run: RunRecord<RunOptions>, engines: StageEngines): RunOptio
   return engines.batchSize ? { ...run.options, batchSize: engines.batchSize } : run.options;
 }
 
-/** Split mode, first job: decode for the captioner and caption every pair of the shard. */
+/** What a shard job's stage functions work with: the run's options and output, this worker's models. */
+function shardContext(
+  storage: Storage,
+  run: RunRecord<RunOptions>,
+  engines: StageEngines,
+  models: Pick<ShardContext, 'captioner' | 'filter'>,
+  fingerprint: string | undefined,
+): ShardContext {
+  return {
+    storage,
+    options: optionsFor(run, engines),
+    ...models,
+    output: run.output,
+    prefetch: PREFETCH,
+    ...(fingerprint ? { fingerprint } : {}),
+  };
+}
+
+/** What a split-mode job's pieces are keyed by: the shard's input, the run's options, its models. */
+function splitCheckpoint<T>(
+  ctx: ShardContext,
+  shard: ShardRef,
+  stage: 'caption' | 'filter',
+  models: { captioner: string | null; filter: string | null },
+) {
+  const key = checkpointKey(ctx.fingerprint, ctx.options, models);
+  return ShardCheckpoint.for<T>(ctx.storage, ctx.output, shard.id, key, stage);
+}
+
+/**
+ * Split mode, first job: decode for the captioner and caption every pair of the shard, each
+ * finished batch checkpointed (a redelivered job resumes after the last).
+ */
 export async function captionStage(
   storage: Storage,
   shard: ShardRef,
   run: RunRecord<RunOptions>,
   engines: StageEngines,
   onBatch?: OnBatch,
+  fingerprint?: string,
 ): Promise<CaptionStageResult> {
-  if (!engines.captioner) throw new UsageError('this worker has no captioner');
+  const captioner = engines.captioner;
+  if (!captioner) throw new UsageError('this worker has no captioner');
   const startedAt = new Date().toISOString();
   const timings = emptyTimings();
-  const options = optionsFor(run, engines);
-  const ctx: StageContext = { storage, options, captioner: engines.captioner, filter: null };
+  const ctx = shardContext(storage, run, engines, { captioner, filter: null }, fingerprint);
   const pairs: CaptionStageResult['pairs'] = [];
+  const checkpoint = splitCheckpoint<CaptionStageResult['pairs'][number]>(ctx, shard, 'caption', {
+    captioner: captioner.modelId,
+    filter: null,
+  });
   try {
-    for await (const loaded of loadedBatches(shard, ctx, timings, PREFETCH)) {
+    const batches = checkpointedBatches(shard, ctx, timings, checkpoint, async (loaded) => {
       const t0 = performance.now();
       const captioned = await captionSamples(loaded, ctx);
       timings.caption += performance.now() - t0;
-      for (const s of captioned)
-        pairs.push(s.rejection ? { rejection: s.rejection } : { captions: s.captions });
-      onBatch?.({ pairs: captioned.length, kept: null });
+      return captioned.map((s) => (s.rejection ? { rejection: s.rejection } : { captions: s.captions }));
+    });
+    for await (const batch of batches) {
+      pairs.push(...batch);
+      onBatch?.({ pairs: batch.length, kept: null });
     }
   } catch (err) {
     throw shardFailure(shard, err);
   }
-  return { captionerModelId: engines.captioner.modelId, pairs, timings, startedAt };
+  return { captionerModelId: captioner.modelId, pairs, timings, startedAt };
 }
 
-/** Split mode, second job: decode for the filter, score web text and the captions, decide. */
+/** A pair's decoded sample with the captions its caption job gave it. */
+function withCaption(
+  shard: ShardRef,
+  s: LoadedSample,
+  prior: CaptionStageResult['pairs'][number] | undefined,
+) {
+  if (!prior) throw new Error(`shard ${shard.id} has more pairs than its caption job saw`);
+  // A pair the caption job could not load stays rejected for the same reason.
+  if ('rejection' in prior) return { ...s, rejection: s.rejection ?? prior.rejection, captions: [] };
+  return { ...s, captions: prior.captions };
+}
+
+/**
+ * Split mode, second job: decode for the filter, score web text and the captions, decide; each
+ * finished batch checkpointed.
+ */
 export async function filterStage(
   storage: Storage,
   shard: ShardRef,
@@ -122,34 +178,33 @@ export async function filterStage(
   captioned: CaptionStageResult,
   engines: StageEngines,
   onBatch?: OnBatch,
+  fingerprint?: string,
 ): Promise<ModelStageResult> {
-  if (!engines.filter) throw new UsageError('this worker has no filter');
+  const filter = engines.filter;
+  if (!filter) throw new UsageError('this worker has no filter');
   const timings = { ...captioned.timings };
-  const options = optionsFor(run, engines);
-  const ctx: StageContext = { storage, options, captioner: null, filter: engines.filter };
+  const ctx = shardContext(storage, run, engines, { captioner: null, filter }, fingerprint);
+  const models = { captioner: captioned.captionerModelId, filter: filter.modelId };
   const records: OutputRecord[] = [];
-  let index = 0;
   try {
-    for await (const loaded of loadedBatches(shard, ctx, timings, PREFETCH)) {
-      const withCaptions: CaptionedSample[] = loaded.map((s) => {
-        const prior = captioned.pairs[index++];
-        if (!prior) throw new Error(`shard ${shard.id} has more pairs than its caption job saw`);
-        // A pair the caption job could not load stays rejected for the same reason.
-        if ('rejection' in prior) return { ...s, rejection: s.rejection ?? prior.rejection, captions: [] };
-        return { ...s, captions: prior.captions };
-      });
+    const checkpoint = splitCheckpoint<OutputRecord>(ctx, shard, 'filter', models);
+    const batches = checkpointedBatches(shard, ctx, timings, checkpoint, async (loaded, first) => {
+      const withCaptions: CaptionedSample[] = loaded.map((s, i) =>
+        withCaption(shard, s, captioned.pairs[first + i]),
+      );
       const t0 = performance.now();
       const scored = await filterSamples(withCaptions, ctx);
       timings.filter += performance.now() - t0;
-      const models = { captioner: captioned.captionerModelId, filter: engines.filter.modelId };
-      const built = buildRecords(scored, options, models);
+      return buildRecords(scored, ctx.options, models);
+    });
+    for await (const built of batches) {
       records.push(...built);
       onBatch?.({ pairs: built.length, kept: keptPairs(built) });
     }
   } catch (err) {
     throw shardFailure(shard, err);
   }
-  if (index !== captioned.pairs.length) {
+  if (records.length !== captioned.pairs.length) {
     throw new ShardError(shard.id, 'the shard changed between its caption and filter jobs');
   }
   return { records, timings, startedAt: captioned.startedAt };
@@ -170,16 +225,13 @@ export async function fusedStage(
   if (!engines.captioner || !engines.filter) throw new UsageError('the fused stage needs both models');
   const startedAt = new Date().toISOString();
   const timings = emptyTimings();
-  const options = optionsFor(run, engines);
-  const ctx: ShardContext = {
+  const ctx = shardContext(
     storage,
-    options,
-    captioner: engines.captioner,
-    filter: engines.filter,
-    output: run.output,
-    prefetch: PREFETCH,
-    ...(fingerprint ? { fingerprint } : {}),
-  };
+    run,
+    engines,
+    { captioner: engines.captioner, filter: engines.filter },
+    fingerprint,
+  );
   const records: OutputRecord[] = [];
   try {
     for await (const batch of shardRecords(shard, ctx, timings)) {

@@ -38,10 +38,10 @@ describe('a fused worker killed mid-shard: the next one resumes from the checkpo
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const worker = () => {
+  const worker = (stages = 'fused,write') => {
     const p = spawnCli(
       [
-        ...['worker', '--stage', 'fused,write', '--captioner', models.captioner, '--filter', models.filter],
+        ...['worker', '--stage', stages, '--captioner', models.captioner, '--filter', models.filter],
         ...['--threads', '1', '--lock-duration', '2000'],
       ],
       env(),
@@ -49,8 +49,8 @@ describe('a fused worker killed mid-shard: the next one resumes from the checkpo
     procs.push(p);
     return p;
   };
-  const pieces = (out: string) => {
-    const folder = checkpointFolder(out, SHARD);
+  const pieces = (out: string, stage = '') => {
+    const folder = join(checkpointFolder(out, SHARD), stage);
     return existsSync(folder)
       ? readdirSync(folder)
           .filter((n) => n.endsWith('.jsonl'))
@@ -58,15 +58,37 @@ describe('a fused worker killed mid-shard: the next one resumes from the checkpo
       : [];
   };
 
-  it('the resumed shard keeps the checkpointed records (not recomputed) and has every pair once', async () => {
-    const out = join(dir, 'out');
-    await runCli(
+  const produce = (runId: string, out: string, mode: 'fused' | 'split') =>
+    runCli(
       [
-        ...['produce', '-i', join(dir, 'pairs.jsonl'), '-o', out, '--run', 'r1', '--mode', 'fused'],
+        ...['produce', '-i', join(dir, 'pairs.jsonl'), '-o', out, '--run', runId, '--mode', mode],
         ...['--batch-size', '2', '--shard-size', String(PAIRS), '--allow-root', EXAMPLES],
       ],
       env(),
     );
+  const completed = (runId: string) =>
+    waitFor<RunProgress>(
+      `run ${runId}`,
+      async () => {
+        const p = await new RunStore(client, prefix).progress(runId);
+        return p?.completedAt ? p : null;
+      },
+      120_000,
+      100,
+    );
+  /** The shard's records, checked to hold every pair once, in order. */
+  const shardRecords = (out: string) => {
+    const records = readFileSync(join(out, `part-${SHARD}.jsonl`), 'utf8')
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l) as OutputRecord);
+    expect(records.map((r) => r.key)).toEqual(Array.from({ length: PAIRS }, (_, i) => `pair-${i}`));
+    return records;
+  };
+
+  it('the resumed shard keeps the checkpointed records (not recomputed) and has every pair once', async () => {
+    const out = join(dir, 'out');
+    await produce('r1', out, 'fused');
     const first = worker();
     await waitFor('three checkpointed batches', async () => pieces(out).length >= 3, 120_000, 20);
     expect(await first.kill('SIGKILL')).toBe('SIGKILL');
@@ -77,22 +99,31 @@ describe('a fused worker killed mid-shard: the next one resumes from the checkpo
     writeFileSync(firstPiece, [header, JSON.stringify(marked), ...rest].join('\n'));
 
     worker();
-    const progress = await waitFor<RunProgress>(
-      'run r1',
-      async () => {
-        const p = await new RunStore(client, prefix).progress('r1');
-        return p?.completedAt ? p : null;
-      },
-      120_000,
-      100,
-    );
+    const progress = await completed('r1');
     expect(progress).toMatchObject({ shardsDone: 1, shardsFailed: 0, samples: PAIRS });
-    const records = readFileSync(join(out, `part-${SHARD}.jsonl`), 'utf8')
-      .trim()
-      .split('\n')
-      .map((l) => JSON.parse(l) as OutputRecord);
-    expect(records.map((r) => r.key)).toEqual(Array.from({ length: PAIRS }, (_, i) => `pair-${i}`));
+    const records = shardRecords(out);
     expect(records.find((r) => r.key === marked.key)?.meta).toEqual({ from: 'checkpoint' });
     expect(pieces(out)).toEqual([]);
+  });
+
+  it('split mode: a caption worker killed mid-shard; the next caption job resumes from its checkpoint', async () => {
+    const out = join(dir, 'out-split');
+    await produce('r2', out, 'split');
+    const first = worker('caption');
+    await waitFor('three captioned batches', async () => pieces(out, 'caption').length >= 3, 120_000, 20);
+    expect(await first.kill('SIGKILL')).toBe('SIGKILL');
+    const firstPiece = join(checkpointFolder(out, SHARD), 'caption', pieces(out, 'caption')[0]);
+    const [header, pair, ...rest] = readFileSync(firstPiece, 'utf8').split('\n');
+    const captioned = JSON.parse(pair) as { captions: { text: string }[] };
+    captioned.captions[0].text = 'a caption from the checkpoint';
+    writeFileSync(firstPiece, [header, JSON.stringify(captioned), ...rest].join('\n'));
+
+    worker('caption,filter,write');
+    const progress = await completed('r2');
+    expect(progress).toMatchObject({ shardsDone: 1, shardsFailed: 0, samples: PAIRS });
+    const records = shardRecords(out);
+    expect(records[0].synthetic[0].text).toBe('a caption from the checkpoint');
+    expect(pieces(out, 'caption')).toEqual([]);
+    expect(pieces(out, 'filter')).toEqual([]);
   });
 });
