@@ -154,3 +154,35 @@ describe.skipIf(skip)('--device webgpu matches the CPU execution provider (tiny 
     });
   }
 });
+
+describe.skipIf(skip)('--device webgpu: sampled captions in the whole graph (tiny fixture, 3 steps)', () => {
+  let models: TinyModels;
+  beforeAll(async () => {
+    if (!probe.available) throw new Error(`${INSTALL_HINT} (${probe.reason})`);
+    // 3 unrolled steps: the sampled graph's shaders take minutes to compile for 20 on a cold lavapipe.
+    models = await importTinyModels({ webgpuSteps: 3 });
+  });
+  afterAll(() => models?.dispose());
+
+  it('draws the same tokens as the CPU for the same seeds (float32 sampling there, float64 here)', async () => {
+    const decoding = { ...CAPFILT_DECODING, numCaptions: 2, maxLength: 7, minLength: 0, seed: 5 };
+    const { result } = await inWebGpuChild<{ tokenIds: number[][][]; traffic: Traffic }>('caption', {
+      captioner: models.captioner,
+      filter: models.filter,
+      images,
+      decoding,
+    });
+    // One whole-graph call of 12 rows: pixels, prompt ids, 3 float32 uniforms per row and the
+    // parameters (max_new_tokens, min_length, top_k int64; penalty, temperature, 1 − top_p float32).
+    const rows = images.length * 2;
+    const pixels = images.length * 3 * 64 * 64 * 4;
+    expect(result.traffic.bytesIn).toBe(pixels + rows * 4 * 8 + rows * 3 * 4 + 3 * 8 + 3 * 4);
+    const cpu = await Captioner.load(models.captioner, { batchSize: 6 });
+    try {
+      const expected = await cpu.caption(samples, decoding);
+      expect(result.tokenIds).toEqual(expected.map((c) => c.map((x) => x.tokenIds)));
+    } finally {
+      await cpu.close();
+    }
+  });
+});
