@@ -1,13 +1,17 @@
 import { once } from 'node:events';
 import { type Command, Option } from 'commander';
+import { UsageError } from '../core/errors.js';
 import { Storage } from '../io/storage/storage.js';
-import { exportBlip } from '../pipeline/dataset.js';
+import { type BlipOptions, exportBlip, exportDataset } from '../pipeline/dataset.js';
 import { addS3Flags, type S3Flags, s3FromFlags } from './flags.js';
+
+export const EXPORT_FORMATS = ['blip', 'webdataset', 'parquet'] as const;
 
 export interface ExportCommandOptions extends S3Flags {
   input: string;
-  format: 'blip';
+  format: (typeof EXPORT_FORMATS)[number];
   output?: string;
+  imageRoot?: string;
 }
 
 /**
@@ -25,19 +29,19 @@ function chunkWriter(stream: NodeJS.WritableStream): (chunk: string) => Promise<
   };
 }
 
-async function toStdout(storage: Storage, input: string): Promise<void> {
+async function toStdout(storage: Storage, input: string, options: BlipOptions): Promise<void> {
   try {
-    await exportBlip(storage, input, chunkWriter(process.stdout));
+    await exportBlip(storage, input, chunkWriter(process.stdout), options);
   } catch (err) {
     // stdout's reader stopped early (`capfilt export | head`): nobody is left to write to.
     if ((err as NodeJS.ErrnoException).code !== 'EPIPE') throw err;
   }
 }
 
-async function toFile(storage: Storage, input: string, output: string): Promise<void> {
+async function toFile(storage: Storage, input: string, output: string, options: BlipOptions): Promise<void> {
   const writer = await storage.createAtomicWriter(output);
   try {
-    const n = await exportBlip(storage, input, chunkWriter(writer.stream));
+    const n = await exportBlip(storage, input, chunkWriter(writer.stream), options);
     await writer.commit();
     process.stderr.write(`capfilt: ${n} annotations -> ${output}\n`);
   } catch (err) {
@@ -46,20 +50,43 @@ async function toFile(storage: Storage, input: string, output: string): Promise<
   }
 }
 
-/** `capfilt export --format blip`: BLIP/LAVIS pre-training annotations of the kept texts. */
+async function exportCommand(o: ExportCommandOptions): Promise<void> {
+  if (o.format !== 'blip' && !o.output) throw new UsageError(`--format ${o.format} needs --output <folder>`);
+  if (o.format !== 'blip' && o.imageRoot) throw new UsageError('--image-root is for --format blip');
+  const storage = new Storage({ s3: s3FromFlags(o) });
+  try {
+    if (o.format !== 'blip') {
+      const r = await exportDataset(storage, o.input, o.output as string, o.format);
+      process.stderr.write(`capfilt: ${r.samples} images in ${r.shards} ${o.format} shards -> ${o.output}\n`);
+      return;
+    }
+    const options = o.imageRoot ? { imageRoot: o.imageRoot } : {};
+    await (o.output ? toFile(storage, o.input, o.output, options) : toStdout(storage, o.input, options));
+  } finally {
+    storage.close();
+  }
+}
+
+/** `capfilt export`: the kept texts as BLIP/LAVIS annotations, WebDataset tars or Parquet. */
 export function registerExport(program: Command): void {
   const cmd = program
     .command('export')
-    .description('export kept texts as BLIP/LAVIS pre-training annotations ([{"image"|"url", "caption"}])')
+    .description(
+      'export the clean dataset: BLIP/LAVIS annotations ([{"image"|"url", "caption"}]), WebDataset tars or Parquet',
+    )
     .requiredOption('-i, --input <loc>', 'a capfilt output folder or prefix')
-    .addOption(new Option('--format <format>', 'annotation format').choices(['blip']).default('blip'))
-    .option('-o, --output <loc>', 'file to write (default: stdout)');
-  addS3Flags(cmd).action(async (o: ExportCommandOptions) => {
-    const storage = new Storage({ s3: s3FromFlags(o) });
-    try {
-      await (o.output ? toFile(storage, o.input, o.output) : toStdout(storage, o.input));
-    } finally {
-      storage.close();
-    }
-  });
+    .addOption(
+      new Option(
+        '--format <format>',
+        'blip: one JSON list; webdataset: part-<shard>.tar with the original image bytes; parquet: part-<shard>.parquet, one row per kept text',
+      )
+        .choices(EXPORT_FORMATS)
+        .default('blip'),
+    )
+    .option('-o, --output <loc>', 'blip: the file (default: stdout); webdataset, parquet: the folder')
+    .option(
+      '--image-root <loc>',
+      'blip: write image paths relative to this folder; images not under it (tar members, Parquet bytes) are copied into it',
+    );
+  addS3Flags(cmd).action(exportCommand);
 }

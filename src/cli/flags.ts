@@ -12,11 +12,19 @@ import {
   DEFAULT_ENGINE,
   DEFAULT_INPUT,
   DEFAULT_LIMITS,
+  DEFAULT_OUTPUT,
   RECOGNISED_COLUMNS,
   repetitionPenaltyFor,
 } from '../core/defaults.js';
-import type { DecodingOptions, FilterOptions, RunOptions } from '../core/types.js';
-import { CONSIDER, FIRST_TOKENS, STRATEGIES, validateEngine, validateRunOptions } from '../core/validate.js';
+import type { DatasetFormat, DecodingOptions, FilterOptions, RunOptions } from '../core/types.js';
+import {
+  CONSIDER,
+  DATASET_FORMATS,
+  FIRST_TOKENS,
+  STRATEGIES,
+  validateEngine,
+  validateRunOptions,
+} from '../core/validate.js';
 import type { S3Options } from '../io/s3.js';
 import type { EngineOptions } from '../model/runtime/engine.js';
 
@@ -263,6 +271,7 @@ export interface InputFlags extends S3Flags {
   textColumn?: string;
   shardSize: number;
   gzip?: boolean;
+  outputFormat: DatasetFormat;
   maxPixels: number;
   maxBytes: number;
   decodeTimeout: number;
@@ -294,6 +303,14 @@ export function addInputFlags(cmd: Command): Command {
       i.shardSize,
     )
     .option('--gzip', 'write part-<shard>.jsonl.gz')
+    .addOption(
+      new Option(
+        '--output-format <format>',
+        'the clean dataset written beside the records: part-<shard>.tar (WebDataset: the kept images with their texts and scores) or part-<shard>.parquet (one row per kept text)',
+      )
+        .choices(DATASET_FORMATS)
+        .default(DEFAULT_OUTPUT.format),
+    )
     .option('--max-pixels <n>', 'refuse images with more pixels (decompression bombs)', intArg, l.maxPixels)
     .option('--max-bytes <n>', 'refuse images larger than this many bytes', intArg, l.maxBytes)
     .option('--decode-timeout <ms>', 'image decode time budget (0: none)', intArg, l.decodeTimeoutMs)
@@ -366,7 +383,7 @@ export function runOptionsFromFlags(o: RunOptionFlags): RunOptions {
       allowPrivateNetwork: o.allowPrivateNetwork === true,
       concurrency: o.fetchConcurrency,
     },
-    output: { compression: o.gzip ? 'gzip' : 'none' },
+    output: { compression: o.gzip ? 'gzip' : 'none', format: o.outputFormat },
     sources: { localRoots: (o.allowRoot ?? []).map((r) => resolve(r)), s3Buckets: o.allowBucket ?? [] },
     batchSize: o.batchSize,
   });

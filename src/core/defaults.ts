@@ -122,8 +122,8 @@ export const DEFAULT_LIMITS: FetchLimits = {
  */
 export const DEFAULT_PIXEL_BUDGET = 100_000_000;
 
-/** compression: @defaultValue 'none' */
-export const DEFAULT_OUTPUT: OutputOptions = { compression: 'none' };
+/** compression: @defaultValue 'none'; format: @defaultValue 'jsonl' (records only, no dataset file) */
+export const DEFAULT_OUTPUT: OutputOptions = { compression: 'none', format: 'jsonl' };
 
 /**
  * What image references may read beyond the run's own inputs (whose folder or bucket is added at

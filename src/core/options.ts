@@ -43,6 +43,8 @@ export function recordOptions(o: RunOptions): RecordOptions {
     prompt: o.decoding.prompt,
     num_captions: o.decoding.numCaptions,
     seed: o.decoding.seed,
+    image_column: o.input.imageColumn ?? null,
+    text_column: o.input.textColumn ?? null,
   };
 }
 

@@ -149,6 +149,9 @@ export interface RecordOptions {
   prompt: string;
   num_captions: number;
   seed: number;
+  /** The columns the texts and images were read from, as named by a flag (null: recognised names). */
+  image_column: string | null;
+  text_column: string | null;
 }
 
 export interface WebTextResult {
@@ -218,8 +221,15 @@ export interface FetchLimits {
   concurrency: number;
 }
 
+/**
+ * The clean dataset a run writes per shard beside its records: none ('jsonl': the records are
+ * the output), WebDataset tars of the kept samples, or Parquet rows of the kept texts.
+ */
+export type DatasetFormat = 'jsonl' | 'webdataset' | 'parquet';
+
 export interface OutputOptions {
   compression: 'none' | 'gzip';
+  format: DatasetFormat;
 }
 
 /**
@@ -286,4 +296,6 @@ export interface ShardStats {
    * redoes the shard when its input's fingerprint differs. Absent in outputs of older releases.
    */
   fingerprint?: string;
+  /** The clean dataset file written beside the records, when the run writes one. */
+  dataset?: { format: Exclude<DatasetFormat, 'jsonl'>; file: string; samples: number };
 }

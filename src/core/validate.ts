@@ -58,6 +58,7 @@ export const STRATEGIES = ['nucleus', 'greedy', 'beam'] as const;
 export const CONSIDER = ['web', 'synthetic', 'both'] as const;
 export const FIRST_TOKENS = ['enc', 'cls'] as const;
 export const COMPRESSIONS = ['none', 'gzip'] as const;
+export const DATASET_FORMATS = ['jsonl', 'webdataset', 'parquet'] as const;
 
 export function validateDecoding(o: DecodingOptions): void {
   enforce([
@@ -180,6 +181,7 @@ export function validateRunOptions(o: RunOptions): RunOptions {
   validateSources(o.sources);
   enforce([
     [oneOf(o.output?.compression, COMPRESSIONS), text('compression', COMPRESSIONS)],
+    [oneOf(o.output?.format, DATASET_FORMATS), text('--output-format', DATASET_FORMATS)],
     [isInt(o.batchSize, 1, B.batchSize), `--batch-size must be an integer in [1, ${B.batchSize}]`],
   ]);
   return o;

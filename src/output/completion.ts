@@ -4,7 +4,7 @@
  * is there. A shard that fails either test is redone, never trusted.
  */
 import { NotFoundError } from '../core/errors.js';
-import type { ShardStats } from '../core/types.js';
+import type { DatasetFormat, ShardStats } from '../core/types.js';
 import type { ObjectInfo, Storage } from '../io/storage/storage.js';
 import { type Compression, parsePartName, shardOutputNames } from './layout.js';
 import { readJsonFile, readRunRecord } from './run-record.js';
@@ -47,6 +47,8 @@ export interface CompletedShard {
 export interface ShardFiles {
   data: { uri: string; gzip: boolean }[];
   stats: string | null;
+  /** Its clean dataset files (`--output-format`), by file name. */
+  dataset: string[];
 }
 
 /** An output's part files by shard id, from one listing of it (whatever their compression). */
@@ -55,12 +57,22 @@ export function partsByShard(files: readonly ObjectInfo[]): Map<string, ShardFil
   for (const f of files) {
     const p = parsePartName(f.relPath);
     if (!p) continue;
-    const entry = out.get(p.shardId) ?? { data: [], stats: null };
+    const entry = out.get(p.shardId) ?? { data: [], stats: null, dataset: [] };
     out.set(p.shardId, entry);
     if (p.kind === 'data') entry.data.push({ uri: f.uri, gzip: p.gzip });
+    else if (p.kind === 'dataset') entry.dataset.push(f.relPath);
     else entry.stats = f.uri;
   }
   return out;
+}
+
+/**
+ * Whether a shard's marker names the dataset file `format` asks for and that file is there (a
+ * run asking for tars redoes shards written without them); records only (`jsonl`) need none.
+ */
+export function hasDataset(stats: ShardStats, files: ShardFiles, format: DatasetFormat): boolean {
+  if (format === 'jsonl') return true;
+  return stats.dataset?.format === format && files.dataset.includes(stats.dataset.file);
 }
 
 /** Every file of an output folder, or none when it does not exist yet. */

@@ -11,6 +11,15 @@ export interface ShardOutputNames {
   stats: string;
 }
 
+/** The extension of a shard's dataset file, per dataset format. */
+export const DATASET_EXTENSIONS = { webdataset: 'tar', parquet: 'parquet' } as const;
+
+/** `part-<shard>.tar` / `part-<shard>.parquet`: a shard's clean dataset, named like its records (id checked the same way). */
+export function datasetName(shardId: string, format: keyof typeof DATASET_EXTENSIONS): string {
+  validateId(shardId, 'shard id');
+  return `part-${shardId}.${DATASET_EXTENSIONS[format]}`;
+}
+
 /**
  * Output names derive from the shard id alone, so a rerun or a redelivered job overwrites, never
  * duplicates. The id is checked first: one that could form a path (`../`, a separator, a leading
@@ -53,11 +62,13 @@ export function isCapfiltFile(relPath: string): boolean {
   );
 }
 
-/** Parses a part-<shard>.stats.json / part-<shard>.jsonl[.gz] file name. */
-export function parsePartName(
-  relPath: string,
-): { shardId: string; kind: 'data' | 'stats'; gzip: boolean } | null {
-  const m = /^part-(.+?)(\.stats\.json|\.jsonl\.gz|\.jsonl)$/.exec(relPath);
+/** What a part file is: the records, the marker, or the clean dataset file of `--output-format`. */
+export type PartKind = 'data' | 'stats' | 'dataset';
+
+/** Parses a part-<shard>.stats.json / .jsonl[.gz] / .tar / .parquet file name. */
+export function parsePartName(relPath: string): { shardId: string; kind: PartKind; gzip: boolean } | null {
+  const m = /^part-(.+?)(\.stats\.json|\.jsonl\.gz|\.jsonl|\.tar|\.parquet)$/.exec(relPath);
   if (!m || relPath.includes('/')) return null;
-  return { shardId: m[1], kind: m[2] === '.stats.json' ? 'stats' : 'data', gzip: m[2] === '.jsonl.gz' };
+  const kind: PartKind = m[2] === '.stats.json' ? 'stats' : m[2].startsWith('.jsonl') ? 'data' : 'dataset';
+  return { shardId: m[1], kind, gzip: m[2] === '.jsonl.gz' };
 }

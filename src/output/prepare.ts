@@ -7,9 +7,9 @@
  */
 import pMap from 'p-map';
 import { UsageError } from '../core/errors.js';
-import type { ShardStats } from '../core/types.js';
+import type { OutputOptions, ShardStats } from '../core/types.js';
 import type { ObjectInfo, Storage } from '../io/storage/storage.js';
-import { listOutput, partsByShard, readMarker, type ShardFiles } from './completion.js';
+import { hasDataset, listOutput, partsByShard, readMarker, type ShardFiles } from './completion.js';
 import { isCapfiltFile, parsePartName } from './layout.js';
 import {
   anotherRunError,
@@ -77,10 +77,18 @@ function compare(output: string, recorded: RunRecordFile | null, plan: OutputPla
 }
 
 /** Whether a planned shard's output is complete and was made from the input it has now. */
-async function upToDate(storage: Storage, s: RecordedShard, files: ShardFiles | undefined, gzip: boolean) {
+async function upToDate(
+  storage: Storage,
+  s: RecordedShard,
+  files: ShardFiles | undefined,
+  output: OutputOptions,
+) {
+  const gzip = output.compression === 'gzip';
   if (!files?.stats || !files.data.some((d) => d.gzip === gzip)) return null;
   const stats = await readMarker(storage, files.stats);
-  return stats && stats.fingerprint === s.fingerprint ? stats : null;
+  return stats && stats.fingerprint === s.fingerprint && hasDataset(stats, files, output.format)
+    ? stats
+    : null;
 }
 
 /** Checks `plan` against the run `output` holds, clears what must go, and records the plan. */
@@ -107,10 +115,13 @@ export async function prepareOutput(
     return part !== null && !planned.has(part.shardId);
   });
   const parts = partsByShard(listing);
-  const gzip = plan.options.output.compression === 'gzip';
-  const stats = await pMap(plan.shards, (s) => upToDate(storage, s, parts.get(s.shard.id), gzip), {
-    concurrency: 16,
-  });
+  const stats = await pMap(
+    plan.shards,
+    (s) => upToDate(storage, s, parts.get(s.shard.id), plan.options.output),
+    {
+      concurrency: 16,
+    },
+  );
   const done = new Map<string, ShardStats>();
   const todo: RecordedShard[] = [];
   plan.shards.forEach((s, i) => {

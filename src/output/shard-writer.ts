@@ -1,27 +1,36 @@
-import { once } from 'node:events';
 import type { Writable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import { createGzip } from 'node:zlib';
-import { ShardError } from '../core/errors.js';
-import type { OutputRecord, RecordOptions, ShardRef, ShardStats, StageTimings } from '../core/types.js';
+import { errorMessage, ShardError } from '../core/errors.js';
+import type {
+  DatasetFormat,
+  OutputRecord,
+  RecordOptions,
+  ShardRef,
+  ShardStats,
+  StageTimings,
+} from '../core/types.js';
+import { baseName, joinUri } from '../io/location.js';
 import type { AtomicWriter, Storage } from '../io/storage/storage.js';
-import { type Compression, type ShardOutputNames, shardOutputNames } from './layout.js';
+import {
+  type DatasetFileFormat,
+  type DatasetWriter,
+  inDataset,
+  openDatasetWriter,
+} from './dataset-writer.js';
+import {
+  type Compression,
+  DATASET_EXTENSIONS,
+  datasetName,
+  type ShardOutputNames,
+  shardOutputNames,
+} from './layout.js';
 import { StatsAccumulator } from './stats.js';
-
-/** Resolves once the chunk is written, or after 'drain' when the stream's buffer is full. */
-function write(stream: Writable, chunk: string): Promise<void> {
-  return new Promise((resolve, reject) => {
-    const ok = stream.write(chunk, (err) => {
-      if (err) reject(err);
-      else if (ok) resolve();
-    });
-    // once() rejects if the stream errors while the write waits for room.
-    if (!ok) once(stream, 'drain').then(() => resolve(), reject);
-  });
-}
+import { writeChunk } from './streams.js';
 
 /**
- * Streams one shard's records to `part-<shard>.jsonl[.gz]` through an atomic writer, then writes
+ * Streams one shard's records to `part-<shard>.jsonl[.gz]` (and its kept samples to
+ * `part-<shard>.tar|.parquet` with `--output-format`) through atomic writers, then writes
  * `part-<shard>.stats.json` last as the completion marker. An aborted or crashed shard leaves no
  * data file under its final name and no marker.
  */
@@ -33,6 +42,8 @@ export class ShardWriter {
   #storage: Storage;
   #shard: ShardRef;
   #closed = false;
+  /** The clean dataset file written beside the records (`--output-format`), if any. */
+  #dataset: { format: DatasetFileFormat; writer: DatasetWriter } | null = null;
 
   private constructor(
     storage: Storage,
@@ -53,12 +64,18 @@ export class ShardWriter {
     output: string,
     shard: ShardRef,
     compression: Compression = 'none',
+    format: DatasetFormat = 'jsonl',
   ): Promise<ShardWriter> {
     const names = shardOutputNames(output, shard.id, compression);
     let writer: AtomicWriter;
     try {
-      // A stale marker from an earlier run must not vouch for the data being rewritten now.
+      // A stale marker from an earlier run must not vouch for the data being rewritten now, nor
+      // a dataset file of another format (or none asked for now) outlive the records it was made from.
       await storage.delete(names.stats).catch(() => undefined);
+      for (const other of Object.keys(DATASET_EXTENSIONS) as DatasetFileFormat[]) {
+        if (other !== format)
+          await storage.delete(joinUri(output, datasetName(shard.id, other))).catch(() => undefined);
+      }
       writer = await storage.createAtomicWriter(names.data);
     } catch (err) {
       throw new ShardError(shard.id, `cannot write ${names.data}: ${(err as Error).message}`, { cause: err });
@@ -76,17 +93,38 @@ export class ShardWriter {
     // listener would instead end the whole process (a full disk is a shard failure, not a crash).
     writer.stream.on('error', () => undefined);
     sink.on('error', () => undefined);
-    return new ShardWriter(storage, shard, names, writer, sink);
+    const shardWriter = new ShardWriter(storage, shard, names, writer, sink);
+    if (format !== 'jsonl') {
+      const dataset = await openDatasetWriter(storage, output, shard.id, format).catch(
+        async (err: unknown) => {
+          await shardWriter.abort();
+          throw new ShardError(shard.id, `cannot write its ${format} file: ${errorMessage(err)}`, {
+            cause: err,
+          });
+        },
+      );
+      shardWriter.#dataset = { format, writer: dataset };
+    }
+    return shardWriter;
   }
 
-  async append(records: readonly OutputRecord[]): Promise<void> {
+  /**
+   * Writes records (in shard order); the kept ones also go into the dataset file, with their
+   * original image bytes (`images[i]` for `records[i]`) when the format carries images.
+   */
+  async append(
+    records: readonly OutputRecord[],
+    images?: readonly (Uint8Array | undefined)[],
+  ): Promise<void> {
     if (records.length === 0) return;
     let chunk = '';
     for (const r of records) {
       chunk += `${JSON.stringify(r)}\n`;
       this.stats.add(r);
     }
-    await write(this.#sink, chunk);
+    await writeChunk(this.#sink, chunk);
+    const dataset = this.#dataset?.writer;
+    if (dataset) for (const [i, r] of records.entries()) if (inDataset(r)) await dataset.add(r, images?.[i]);
   }
 
   /**
@@ -105,6 +143,12 @@ export class ShardWriter {
         this.#sink.end();
         await finished(this.#sink);
       }
+      // The dataset file first: records visible without it would not be a complete shard either.
+      const dataset = this.#dataset && {
+        format: this.#dataset.format,
+        file: baseName(this.#dataset.writer.uri),
+        samples: await this.#dataset.writer.commit(),
+      };
       await this.#writer.commit();
       this.#closed = true;
       timings.write += performance.now() - t0;
@@ -116,6 +160,7 @@ export class ShardWriter {
         fallbackOptions,
         fingerprint,
       );
+      if (dataset) stats.dataset = dataset;
       await this.#storage.write(this.names.stats, `${JSON.stringify(stats, null, 2)}\n`);
       return stats;
     } catch (err) {
@@ -130,6 +175,7 @@ export class ShardWriter {
     if (this.#closed) return;
     this.#closed = true;
     this.#sink.destroy();
+    await this.#dataset?.writer.abort().catch(() => undefined);
     await this.#writer.abort();
   }
 }

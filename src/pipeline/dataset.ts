@@ -2,9 +2,15 @@
 import { UsageError } from '../core/errors.js';
 import { definedOnly, recordOptions, runOptions } from '../core/options.js';
 import type { FilterOptions, OutputRecord, RecordOptions, RunOptions, ShardStats } from '../core/types.js';
-import { absoluteLocation } from '../io/location.js';
+import { absoluteLocation, isInside, joinUri, relativeUri } from '../io/location.js';
 import type { Storage } from '../io/storage/storage.js';
 import { type CompletedShard, completedShards } from '../output/completion.js';
+import {
+  carriesImages,
+  type DatasetFileFormat,
+  inDataset,
+  openDatasetWriter,
+} from '../output/dataset-writer.js';
 import { lockOutput } from '../output/lock.js';
 import { prepareOutput } from '../output/prepare.js';
 import { readRecords } from '../output/read.js';
@@ -12,6 +18,8 @@ import { type OutputPlan, readRunRecord } from '../output/run-record.js';
 import { ShardWriter } from '../output/shard-writer.js';
 import { emptyTimings } from '../output/stats.js';
 import { writeSummary } from '../output/summary.js';
+import { imageExtension, UniqueNames } from '../output/webdataset-writer.js';
+import { ShardImages } from './images.js';
 import { applyDecision } from './stages.js';
 
 /** RunOptions as far as a stored record's provenance tells them. */
@@ -35,6 +43,10 @@ export function optionsFromRecord(o: RecordOptions): RunOptions {
       prompt: o.prompt,
       numCaptions: o.num_captions,
       seed: o.seed,
+    },
+    input: {
+      ...(o.image_column ? { imageColumn: o.image_column } : {}),
+      ...(o.text_column ? { textColumn: o.text_column } : {}),
     },
   });
 }
@@ -81,7 +93,11 @@ async function refilterPlan(
   return {
     input,
     human: source?.human ?? [],
-    options: { ...base, filter: { ...base.filter, ...definedOnly(change) }, output: { compression } },
+    options: {
+      ...base,
+      filter: { ...base.filter, ...definedOnly(change) },
+      output: { compression, format: 'jsonl' },
+    },
     models: source?.models ?? shards[0].stats.models,
     refilteredFrom: input,
     shards: shards.map((s) => ({
@@ -161,19 +177,83 @@ async function finishedShards(storage: Storage, input: string): Promise<Complete
   return shards;
 }
 
-export async function* blipAnnotations(storage: Storage, input: string): AsyncGenerator<BlipAnnotation> {
-  yield* annotationsOf(storage, await finishedShards(storage, input));
+export async function* blipAnnotations(
+  storage: Storage,
+  input: string,
+  options: BlipOptions = {},
+): AsyncGenerator<BlipAnnotation> {
+  yield* annotationsOf(storage, await finishedShards(storage, input), options);
+}
+
+export interface BlipOptions {
+  /**
+   * The folder image paths are written relative to (LAVIS's `vis_root`): images under it are
+   * named by their path there; the others (tar members, Parquet bytes, files elsewhere) are
+   * copied into `<root>/<shard>/` first.
+   */
+  imageRoot?: string;
+}
+
+/** Where a BLIP annotation finds each kept image of one shard. */
+class ImagePlacer {
+  #images: ShardImages | null = null;
+  #names = new UniqueNames();
+
+  constructor(
+    readonly storage: Storage,
+    readonly shard: CompletedShard,
+    readonly root: string | undefined,
+  ) {}
+
+  /** A source inside the shard's input file (a tar member, a Parquet row's bytes): no loader opens it. */
+  #inline(r: OutputRecord): boolean {
+    return r.source.startsWith(`${this.shard.stats.shard.uri}#`);
+  }
+
+  async place(r: OutputRecord): Promise<{ url: string } | { image: string }> {
+    if (/^https?:\/\//i.test(r.source)) return { url: r.source };
+    if (this.root === undefined) {
+      if (this.#inline(r)) throw inlineImages(r.source);
+      return { image: r.source };
+    }
+    if (!this.#inline(r) && isInside(r.source, this.root)) return { image: relativeUri(this.root, r.source) };
+    this.#images ??= new ShardImages(this.shard.stats.shard, {
+      storage: this.storage,
+      options: optionsFromRecord(this.shard.stats.options),
+    });
+    const [bytes] = await this.#images.of([r]);
+    const name = `${this.shard.shardId}/${this.#names.next(r.key)}.${imageExtension(bytes as Uint8Array) ?? 'img'}`;
+    await this.storage.write(joinUri(this.root, name), bytes as Uint8Array);
+    return { image: name };
+  }
+
+  async close(): Promise<void> {
+    await this.#images?.close();
+  }
+}
+
+function inlineImages(example: string): UsageError {
+  return new UsageError(
+    `the images are inside the input files (e.g. ${example}), which no loader opens; ` +
+      'pass --image-root <dir> to copy them out, or export --format webdataset',
+  );
 }
 
 async function* annotationsOf(
   storage: Storage,
   shards: readonly CompletedShard[],
+  options: BlipOptions,
 ): AsyncGenerator<BlipAnnotation> {
   for (const s of shards) {
-    for await (const r of readRecords(storage, s.data)) {
-      if (r.status !== 'ok') continue;
-      const isUrl = /^https?:\/\//i.test(r.source);
-      for (const caption of r.texts) yield isUrl ? { url: r.source, caption } : { image: r.source, caption };
+    const placer = new ImagePlacer(storage, s, options.imageRoot);
+    try {
+      for await (const r of readRecords(storage, s.data)) {
+        if (!inDataset(r)) continue;
+        const where = await placer.place(r);
+        for (const caption of r.texts) yield { ...where, caption };
+      }
+    } finally {
+      await placer.close();
     }
   }
 }
@@ -183,15 +263,73 @@ export async function exportBlip(
   storage: Storage,
   input: string,
   write: (chunk: string) => Promise<void>,
+  options: BlipOptions = {},
 ): Promise<number> {
-  // A missing or empty input fails before the first byte is written.
+  // A missing or empty input, or tars without an image root, fail before the first byte is written.
   const shards = await finishedShards(storage, input);
+  const tar = shards.find((s) => s.stats.shard.format === 'webdataset');
+  if (tar && options.imageRoot === undefined) throw inlineImages(`${tar.stats.shard.uri}#…`);
   let n = 0;
   await write('[');
-  for await (const a of annotationsOf(storage, shards)) {
+  for await (const a of annotationsOf(storage, shards, options)) {
     await write(`${n === 0 ? '\n' : ',\n'}${JSON.stringify(a)}`);
     n++;
   }
   await write(n === 0 ? ']\n' : '\n]\n');
   return n;
+}
+
+export interface DatasetExport {
+  shards: number;
+  /** Images written (WebDataset samples; Parquet: images whose kept texts are rows). */
+  samples: number;
+}
+
+/** One finished shard's kept records into `<output>/part-<shard>.tar|.parquet` (atomically). */
+async function exportShard(
+  storage: Storage,
+  s: CompletedShard,
+  output: string,
+  format: DatasetFileFormat,
+): Promise<number> {
+  const writer = await openDatasetWriter(storage, output, s.shardId, format);
+  const options = optionsFromRecord(s.stats.options);
+  const images = carriesImages(format) ? new ShardImages(s.stats.shard, { storage, options }) : null;
+  try {
+    let batch: OutputRecord[] = [];
+    const flush = async () => {
+      const bytes = images ? await images.of(batch) : [];
+      for (const [i, r] of batch.entries()) if (inDataset(r)) await writer.add(r, bytes[i]);
+      batch = [];
+    };
+    for await (const r of readRecords(storage, s.data)) {
+      batch.push(r);
+      if (batch.length >= 256) await flush();
+    }
+    await flush();
+    return await writer.commit();
+  } catch (err) {
+    await writer.abort();
+    throw err;
+  } finally {
+    await images?.close();
+  }
+}
+
+/**
+ * `capfilt export --format webdataset|parquet`: a finished output's clean dataset, one file per
+ * shard named as a run with `--output-format` names it. WebDataset images are read again from the
+ * run's input (its files must still be where the shard markers say).
+ */
+export async function exportDataset(
+  storage: Storage,
+  input: string,
+  output: string,
+  format: DatasetFileFormat,
+): Promise<DatasetExport> {
+  const shards = await finishedShards(storage, input);
+  if (isInside(output, input)) throw new UsageError(`the export ${output} lies inside the output ${input}`);
+  let samples = 0;
+  for (const s of shards) samples += await exportShard(storage, s, output, format);
+  return { shards: shards.length, samples };
 }

@@ -9,8 +9,10 @@ import type {
   StageTimings,
 } from '../core/types.js';
 import { checkpointKey, clearCheckpoint, ShardCheckpoint } from '../output/checkpoint.js';
+import { carriesImages } from '../output/dataset-writer.js';
 import { ShardWriter } from '../output/shard-writer.js';
 import { emptyTimings } from '../output/stats.js';
+import { ShardImages } from './images.js';
 import {
   buildRecords,
   captionSamples,
@@ -116,6 +118,14 @@ export async function* prefetched<T, U>(
   }
 }
 
+function openWriter(
+  shard: ShardRef,
+  ctx: Pick<ShardContext, 'storage' | 'options' | 'output'>,
+): Promise<ShardWriter> {
+  const { compression, format } = ctx.options.output;
+  return ShardWriter.open(ctx.storage, ctx.output, shard, compression, format);
+}
+
 function aborted(signal: AbortSignal | undefined, shardId: string): void {
   if (signal?.aborted) throw new ShardError(shardId, 'interrupted', { cause: signal.reason });
 }
@@ -129,11 +139,14 @@ function aborted(signal: AbortSignal | undefined, shardId: string): void {
 export async function processShard(shard: ShardRef, ctx: ShardContext): Promise<ShardStats> {
   const startedAt = new Date();
   const timings = emptyTimings();
-  const writer = await ShardWriter.open(ctx.storage, ctx.output, shard, ctx.options.output.compression);
+  const writer = await openWriter(shard, ctx);
+  // A WebDataset's images are read again from the input in record order (checkpointed batches
+  // come back without them), as the queue's write job reads them.
+  const images = carriesImages(ctx.options.output.format) ? new ShardImages(shard, ctx) : null;
   try {
     for await (const records of shardRecords(shard, ctx, timings)) {
       const t0 = performance.now();
-      await writer.append(records);
+      await writer.append(records, images ? await images.of(records) : undefined);
       timings.write += performance.now() - t0;
       ctx.onProgress?.(records.length);
     }
@@ -144,6 +157,8 @@ export async function processShard(shard: ShardRef, ctx: ShardContext): Promise<
   } catch (err) {
     await writer.abort();
     throw shardFailure(shard, err);
+  } finally {
+    await images?.close();
   }
 }
 
@@ -257,11 +272,13 @@ export async function writeShardOutput(
   timings: StageTimings = emptyTimings(),
   startedAt: Date = new Date(),
 ): Promise<ShardStats> {
-  const writer = await ShardWriter.open(ctx.storage, ctx.output, shard, ctx.options.output.compression);
+  const writer = await openWriter(shard, ctx);
+  // Records that crossed a job boundary come without their images: read them again for the tar.
+  const images = carriesImages(ctx.options.output.format) ? new ShardImages(shard, ctx) : null;
   try {
     for await (const batch of records) {
       const t0 = performance.now();
-      await writer.append(batch);
+      await writer.append(batch, images ? await images.of(batch) : undefined);
       timings.write += performance.now() - t0;
     }
     const stats = await writer.commit(timings, startedAt, recordOptions(ctx.options), ctx.fingerprint);
@@ -271,5 +288,7 @@ export async function writeShardOutput(
   } catch (err) {
     await writer.abort();
     throw shardFailure(shard, err);
+  } finally {
+    await images?.close();
   }
 }

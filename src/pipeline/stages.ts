@@ -62,7 +62,11 @@ function rejectionOf(key: string, err: unknown): Rejection {
   return { reason: 'download_failed', message: `${key}: ${errorMessage(err)}` };
 }
 
-async function imageBytes(pair: PairRef, ctx: StageContext): Promise<Buffer> {
+/** A pair's encoded image bytes, from the tar member in hand or read from where it lives. */
+export async function imageBytes(
+  pair: PairRef,
+  ctx: Pick<StageContext, 'storage' | 'options'>,
+): Promise<Buffer> {
   const image = pair.image;
   if (!image) throw new SampleError(pair.key, 'missing_image', 'no image reference');
   if (image.kind === 'inline')
