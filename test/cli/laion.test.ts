@@ -101,4 +101,27 @@ describe.each(['local', 'S3'])('capfilt run on a LAION-style manifest (%s)', (wh
     expect(res.out).toMatch(/ok 0, rejected 3 \(missing_object 3\)/);
     expect(res.all).toMatch(/capfilt: every pair was rejected \(missing_object 3\); check --image-column/);
   });
+
+  it('--output-format webdataset writes tars beside the records; export writes Parquet from them', async () => {
+    const res = await run(`${root}/data/upper.csv`, `${root}/wds-out`, '--output-format', 'webdataset');
+    expect(res.code, res.all).toBe(0);
+    const stats = JSON.parse(
+      (await storage.read(`${root}/wds-out/part-upper-0-3.stats.json`)).toString('utf8'),
+    );
+    expect(stats.dataset).toMatchObject({ format: 'webdataset', file: 'part-upper-0-3.tar' });
+    expect(await storage.exists(`${root}/wds-out/part-upper-0-3.tar`)).toBe(true);
+    const exp = spawnCli(
+      ['export', '--input', `${root}/wds-out`, '--format', 'parquet', '--output', `${root}/pq`, ...s3Flags],
+      env,
+    );
+    expect(await exp.exited, exp.output()).toBe(0);
+    expect(exp.output()).toMatch(/in 1 parquet shards ->/);
+    expect(await storage.exists(`${root}/pq/part-upper-0-3.parquet`)).toBe(true);
+    const noOutput = spawnCli(
+      ['export', '--input', `${root}/wds-out`, '--format', 'webdataset', ...s3Flags],
+      env,
+    );
+    expect(await noOutput.exited).toBe(2);
+    expect(noOutput.output()).toBe('capfilt: --format webdataset needs --output <folder>\n');
+  });
 });
