@@ -11,8 +11,9 @@ import { readJsonFile, readRunRecord } from './run-record.js';
 
 /** A shard's completion marker, or null when it is absent or unreadable. */
 export async function readMarker(storage: Storage, uri: string): Promise<ShardStats | null> {
-  const stats = (await readJsonFile(storage, uri))?.value;
-  return typeof stats === 'object' && stats !== null ? (stats as ShardStats) : null;
+  const stats = (await readJsonFile(storage, uri))?.value as ShardStats | null | undefined;
+  // A marker names its shard (export reads the shard's input through it): one without is not a marker.
+  return typeof stats === 'object' && stats !== null && typeof stats.shard?.uri === 'string' ? stats : null;
 }
 
 /** The stats of a complete shard, or null when the shard has to be (re)done. */

@@ -10,7 +10,8 @@ it('export to a stdout whose reader stops early (| head) ends quietly with exit 
   const out = await mkdtemp(join(tmpdir(), 'capfilt-export-'));
   const record = { key: 'k', source: '/data/k.png', status: 'ok', texts: ['a kept caption long enough'] };
   await writeFile(join(out, 'part-s.jsonl'), `${JSON.stringify(record)}\n`.repeat(50_000));
-  await writeFile(join(out, 'part-s.stats.json'), '{}\n');
+  const shard = { id: 's', format: 'jsonl', uri: '/data/in.jsonl' };
+  await writeFile(join(out, 'part-s.stats.json'), `${JSON.stringify({ shard })}\n`);
   const child = spawn(
     process.execPath,
     ['--import', 'tsx', join(ROOT, 'src/cli/main.ts'), 'export', '-i', out],

@@ -4,7 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { DuckDBInstance } from '@duckdb/node-api';
 import { parquetReadObjects } from 'hyparquet';
-import { extract } from 'tar-stream';
+import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
 import { UsageError } from '../../src/core/errors.js';
@@ -17,26 +17,11 @@ import { readRecords } from '../../src/output/read.js';
 import { exportBlip, exportDataset } from '../../src/pipeline/dataset.js';
 import { runLocal } from '../../src/pipeline/local-runner.js';
 import { writeShardOutput } from '../../src/pipeline/shard.js';
+import { tarMembers } from '../../tools/tar.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
 
 const EXAMPLES = join(import.meta.dirname, '../../examples');
-
-/** Every member of a tar, read with tar-stream (a standard streaming tar reader). */
-async function tarMembers(bytes: Buffer): Promise<Map<string, Buffer>> {
-  const ex = extract();
-  const members = new Map<string, Buffer>();
-  const done = (async () => {
-    for await (const entry of ex) {
-      const chunks: Buffer[] = [];
-      for await (const c of entry) chunks.push(c as Buffer);
-      members.set(entry.header.name, Buffer.concat(chunks));
-    }
-  })();
-  ex.end(bytes);
-  await done;
-  return members;
-}
 
 /** (key, text) of every kept text: what the JSONL records say the clean dataset holds. */
 const keptPairs = (records: OutputRecord[]) =>
@@ -264,9 +249,11 @@ describe.each(['local', 'S3'])('clean dataset formats (%s)', (where) => {
       const r = records.find((x) => x.source.endsWith(`#${a.image.split('/')[1]}`)) as OutputRecord;
       expect(r.texts).toContain(a.caption);
       const input = await tarMembers(await readFile(join(EXAMPLES, 'webdataset', `${r.shard}.tar`)));
-      expect(
-        (await storage.read(`${imageRoot}/${a.image}`)).equals(input.get(a.image.split('/')[1]) as Buffer),
-      ).toBe(true);
+      const copied = await storage.read(`${imageRoot}/${a.image}`);
+      expect(copied.equals(input.get(a.image.split('/')[1]) as Buffer)).toBe(true);
+      // A loader opens it by root + relative path (a file path locally, the object on S3).
+      const opened = await sharp(where === 'local' ? join(imageRoot, a.image) : copied).metadata();
+      expect(opened.width).toBe(r.width);
     }
 
     // Files already under the root are named by their path there.
