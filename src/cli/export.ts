@@ -3,11 +3,18 @@ import { type Command, Option } from 'commander';
 import { UsageError } from '../core/errors.js';
 import { Storage } from '../io/storage/storage.js';
 import { type BlipOptions, exportBlip, exportDataset } from '../pipeline/dataset.js';
-import { addS3Flags, type S3Flags, s3FromFlags } from './flags.js';
+import {
+  addS3Flags,
+  addSourceFlags,
+  type S3Flags,
+  type SourceFlags,
+  s3FromFlags,
+  sourcesFromFlags,
+} from './flags.js';
 
 export const EXPORT_FORMATS = ['blip', 'webdataset', 'parquet'] as const;
 
-export interface ExportCommandOptions extends S3Flags {
+export interface ExportCommandOptions extends S3Flags, SourceFlags {
   input: string;
   format: (typeof EXPORT_FORMATS)[number];
   output?: string;
@@ -54,13 +61,14 @@ async function exportCommand(o: ExportCommandOptions): Promise<void> {
   if (o.format !== 'blip' && !o.output) throw new UsageError(`--format ${o.format} needs --output <folder>`);
   if (o.format !== 'blip' && o.imageRoot) throw new UsageError('--image-root is for --format blip');
   const storage = new Storage({ s3: s3FromFlags(o) });
+  const sources = sourcesFromFlags(o);
   try {
     if (o.format !== 'blip') {
-      const r = await exportDataset(storage, o.input, o.output as string, o.format);
+      const r = await exportDataset(storage, o.input, o.output as string, o.format, { sources });
       process.stderr.write(`capfilt: ${r.samples} images in ${r.shards} ${o.format} shards -> ${o.output}\n`);
       return;
     }
-    const options = o.imageRoot ? { imageRoot: o.imageRoot } : {};
+    const options = { sources, ...(o.imageRoot ? { imageRoot: o.imageRoot } : {}) };
     await (o.output ? toFile(storage, o.input, o.output, options) : toStdout(storage, o.input, options));
   } finally {
     storage.close();
@@ -88,5 +96,5 @@ export function registerExport(program: Command): void {
       '--image-root <loc>',
       'blip: write image paths relative to this folder; images not under it (tar members, Parquet bytes) are copied into it',
     );
-  addS3Flags(cmd).action(exportCommand);
+  addS3Flags(addSourceFlags(cmd)).action(exportCommand);
 }

@@ -16,7 +16,13 @@ import {
   RECOGNISED_COLUMNS,
   repetitionPenaltyFor,
 } from '../core/defaults.js';
-import type { DatasetFormat, DecodingOptions, FilterOptions, RunOptions } from '../core/types.js';
+import type {
+  DatasetFormat,
+  DecodingOptions,
+  FilterOptions,
+  RunOptions,
+  SourcePolicy,
+} from '../core/types.js';
 import {
   CONSIDER,
   DATASET_FORMATS,
@@ -279,8 +285,26 @@ export interface InputFlags extends S3Flags {
   fetchRetries: number;
   fetchConcurrency: number;
   allowPrivateNetwork?: boolean;
+}
+
+/** Where image references may point besides the input's own folder or bucket. */
+export interface SourceFlags {
   allowRoot?: string[];
   allowBucket?: string[];
+}
+
+/** `--allow-root`, `--allow-bucket`: for runs, and for `export`, which reads the images again. */
+export function addSourceFlags(cmd: Command): Command {
+  return cmd
+    .option(
+      '--allow-root <dir...>',
+      "local folders image references may read besides the input's own (none for an S3 input)",
+    )
+    .option('--allow-bucket <name...>', "S3 buckets image references may read besides the input's own");
+}
+
+export function sourcesFromFlags(o: SourceFlags): SourcePolicy {
+  return { localRoots: (o.allowRoot ?? []).map((r) => resolve(r)), s3Buckets: o.allowBucket ?? [] };
 }
 
 /** How inputs are read, fetched and decoded, and how shards are written (run, produce, schedule). */
@@ -327,19 +351,15 @@ export function addInputFlags(cmd: Command): Command {
       l.fetchRetries,
     )
     .option('--fetch-concurrency <n>', 'images fetched and decoded at once', intArg, l.concurrency)
-    .option('--allow-private-network', 'let image URLs reach loopback/private/link-local addresses')
-    .option(
-      '--allow-root <dir...>',
-      "local folders image references may read besides the input's own (none for an S3 input)",
-    )
-    .option('--allow-bucket <name...>', "S3 buckets image references may read besides the input's own");
+    .option('--allow-private-network', 'let image URLs reach loopback/private/link-local addresses');
+  addSourceFlags(cmd);
   // `--concurrency` meant this in `run`, and shard jobs in flight in `worker`: one name, one meaning now.
   addAlias(cmd, '--concurrency <n>', 'fetchConcurrency', intArg);
   return addS3Flags(cmd);
 }
 
 /** Every flag that becomes a RunOptions value. */
-export type RunOptionFlags = InputFlags & DecodingFlags & FilterFlags & { batchSize: number };
+export type RunOptionFlags = InputFlags & SourceFlags & DecodingFlags & FilterFlags & { batchSize: number };
 
 /** run, produce and schedule: the flags that make up a run's options, with the same defaults. */
 export function addRunOptionFlags(cmd: Command): Command {
@@ -384,7 +404,7 @@ export function runOptionsFromFlags(o: RunOptionFlags): RunOptions {
       concurrency: o.fetchConcurrency,
     },
     output: { compression: o.gzip ? 'gzip' : 'none', format: o.outputFormat },
-    sources: { localRoots: (o.allowRoot ?? []).map((r) => resolve(r)), s3Buckets: o.allowBucket ?? [] },
+    sources: sourcesFromFlags(o),
     batchSize: o.batchSize,
   });
 }

@@ -1,8 +1,17 @@
 /** Reading a capfilt output dataset back: `refilter` (re-decide from stored scores) and `export`. */
+import { DEFAULT_SOURCES } from '../core/defaults.js';
 import { UsageError } from '../core/errors.js';
 import { definedOnly, recordOptions, runOptions } from '../core/options.js';
-import type { FilterOptions, OutputRecord, RecordOptions, RunOptions, ShardStats } from '../core/types.js';
+import type {
+  FilterOptions,
+  OutputRecord,
+  RecordOptions,
+  RunOptions,
+  ShardStats,
+  SourcePolicy,
+} from '../core/types.js';
 import { absoluteLocation, isInside, joinUri, relativeUri } from '../io/location.js';
+import { sourcePolicyFor } from '../io/sources.js';
 import type { Storage } from '../io/storage/storage.js';
 import { type CompletedShard, completedShards } from '../output/completion.js';
 import {
@@ -177,15 +186,52 @@ async function finishedShards(storage: Storage, input: string): Promise<Complete
   return shards;
 }
 
+export interface ExportOptions {
+  /**
+   * Where images may be read again besides the shards' own inputs (export's `--allow-root`,
+   * `--allow-bucket`: what a run given those flags could read).
+   */
+  sources?: SourcePolicy;
+}
+
+/** Opens one shard's input again for its images. */
+type OpenImages = (s: CompletedShard) => ShardImages;
+
+/**
+ * Images are read again as their run read them: with the run's recorded options and source policy
+ * (`_capfilt-run.json`), widened by `options.sources`. An output of an older release, without a
+ * record: each shard's input folder or bucket (as `run` derives them) and its records' options.
+ */
+async function imageReader(
+  storage: Storage,
+  output: string,
+  shards: readonly CompletedShard[],
+  options: ExportOptions,
+): Promise<OpenImages> {
+  const record = await readRunRecord(storage, output);
+  const widen = options.sources ?? DEFAULT_SOURCES;
+  const recorded = record?.options.sources ?? DEFAULT_SOURCES;
+  const inputs = record ? [] : [...new Set(shards.map((s) => s.stats.shard.uri))];
+  const sources = await sourcePolicyFor(storage, inputs, {
+    localRoots: [...recorded.localRoots, ...widen.localRoots],
+    s3Buckets: [...new Set([...recorded.s3Buckets, ...widen.s3Buckets])],
+  });
+  return (s) => {
+    const run = record?.options ?? optionsFromRecord(s.stats.options);
+    return new ShardImages(s.stats.shard, { storage, options: { ...run, sources } });
+  };
+}
+
 export async function* blipAnnotations(
   storage: Storage,
   input: string,
   options: BlipOptions = {},
 ): AsyncGenerator<BlipAnnotation> {
-  yield* annotationsOf(storage, await finishedShards(storage, input), options);
+  const shards = await finishedShards(storage, input);
+  yield* annotationsOf(storage, shards, options, await imageReader(storage, input, shards, options));
 }
 
-export interface BlipOptions {
+export interface BlipOptions extends ExportOptions {
   /**
    * The folder image paths are written relative to (LAVIS's `vis_root`): images under it are
    * named by their path there; the others (tar members, Parquet bytes, files elsewhere) are
@@ -203,6 +249,7 @@ class ImagePlacer {
     readonly storage: Storage,
     readonly shard: CompletedShard,
     readonly root: string | undefined,
+    readonly open: OpenImages,
   ) {}
 
   /** A source inside the shard's input file (a tar member, a Parquet row's bytes): no loader opens it. */
@@ -217,10 +264,7 @@ class ImagePlacer {
       return { image: r.source };
     }
     if (!this.#inline(r) && isInside(r.source, this.root)) return { image: relativeUri(this.root, r.source) };
-    this.#images ??= new ShardImages(this.shard.stats.shard, {
-      storage: this.storage,
-      options: optionsFromRecord(this.shard.stats.options),
-    });
+    this.#images ??= this.open(this.shard);
     const [bytes] = await this.#images.of([r]);
     const name = `${this.shard.shardId}/${this.#names.next(r.key)}.${imageExtension(bytes as Uint8Array) ?? 'img'}`;
     await this.storage.write(joinUri(this.root, name), bytes as Uint8Array);
@@ -243,9 +287,10 @@ async function* annotationsOf(
   storage: Storage,
   shards: readonly CompletedShard[],
   options: BlipOptions,
+  open: OpenImages,
 ): AsyncGenerator<BlipAnnotation> {
   for (const s of shards) {
-    const placer = new ImagePlacer(storage, s, options.imageRoot);
+    const placer = new ImagePlacer(storage, s, options.imageRoot, open);
     try {
       for await (const r of readRecords(storage, s.data)) {
         if (!inDataset(r)) continue;
@@ -269,9 +314,10 @@ export async function exportBlip(
   const shards = await finishedShards(storage, input);
   const tar = shards.find((s) => s.stats.shard.format === 'webdataset');
   if (tar && options.imageRoot === undefined) throw inlineImages(`${tar.stats.shard.uri}#…`);
+  const open = await imageReader(storage, input, shards, options);
   let n = 0;
   await write('[');
-  for await (const a of annotationsOf(storage, shards, options)) {
+  for await (const a of annotationsOf(storage, shards, options, open)) {
     await write(`${n === 0 ? '\n' : ',\n'}${JSON.stringify(a)}`);
     n++;
   }
@@ -291,10 +337,10 @@ async function exportShard(
   s: CompletedShard,
   output: string,
   format: DatasetFileFormat,
+  open: OpenImages,
 ): Promise<number> {
   const writer = await openDatasetWriter(storage, output, s.shardId, format);
-  const options = optionsFromRecord(s.stats.options);
-  const images = carriesImages(format) ? new ShardImages(s.stats.shard, { storage, options }) : null;
+  const images = carriesImages(format) ? open(s) : null;
   try {
     let batch: OutputRecord[] = [];
     const flush = async () => {
@@ -319,17 +365,19 @@ async function exportShard(
 /**
  * `capfilt export --format webdataset|parquet`: a finished output's clean dataset, one file per
  * shard named as a run with `--output-format` names it. WebDataset images are read again from the
- * run's input (its files must still be where the shard markers say).
+ * run's input (its files must still be where the shard markers say), under the run's source policy.
  */
 export async function exportDataset(
   storage: Storage,
   input: string,
   output: string,
   format: DatasetFileFormat,
+  options: ExportOptions = {},
 ): Promise<DatasetExport> {
   const shards = await finishedShards(storage, input);
   if (isInside(output, input)) throw new UsageError(`the export ${output} lies inside the output ${input}`);
+  const open = await imageReader(storage, input, shards, options);
   let samples = 0;
-  for (const s of shards) samples += await exportShard(storage, s, output, format);
+  for (const s of shards) samples += await exportShard(storage, s, output, format, open);
   return { shards: shards.length, samples };
 }

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Captioner } from '../../src/captioner/captioner.js';
 import { UsageError } from '../../src/core/errors.js';
 import { runOptions } from '../../src/core/options.js';
-import type { DatasetFormat, OutputRecord } from '../../src/core/types.js';
+import type { DatasetFormat, OutputRecord, SourcePolicy } from '../../src/core/types.js';
 import { Filter } from '../../src/filter/filter.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { completedShards, readMarker } from '../../src/output/completion.js';
@@ -66,22 +66,23 @@ describe.each(['local', 'S3'])('clean dataset formats (%s)', (where) => {
     models?.dispose();
   });
 
-  const options = (format: DatasetFormat) =>
+  const options = (format: DatasetFormat, sources: Partial<SourcePolicy> = {}) =>
     runOptions({
       input: { shardSize: 8 },
       batchSize: 4,
       decoding: { numCaptions: 2, maxLength: 12, minLength: 6 },
       output: { format },
+      sources,
     });
 
-  async function run(input: string, output: string, format: DatasetFormat) {
+  async function run(input: string, output: string, format: DatasetFormat, sources?: SourcePolicy) {
     const result = await runLocal({
       input,
       output,
       captionerDir: '',
       filterDir: '',
       storage,
-      options: options(format),
+      options: options(format, sources),
       progress: 'none',
       engines,
       log: () => {},
@@ -203,6 +204,61 @@ describe.each(['local', 'S3'])('clean dataset formats (%s)', (where) => {
       const a = await storage.read(`${out}/part-${shard}.parquet`);
       expect((await storage.read(`${exported}/part-${shard}.parquet`)).equals(a)).toBe(true);
     }
+
+    // Tars of a manifest's image files: export reads them again from beside the manifest (the
+    // run's own source), and from nowhere its run could not read.
+    const tars = `${root}/exported-manifest-wds`;
+    await exportDataset(storage, out, tars, 'webdataset');
+    const fromTars: string[] = [];
+    for (const shard of ['captions-0-8', 'captions-8-16']) {
+      const members = await tarMembers(await storage.read(`${tars}/part-${shard}.tar`));
+      for (const [name, bytes] of members) {
+        if (!name.endsWith('.json')) continue;
+        const json = JSON.parse(bytes.toString('utf8'));
+        const image = members.get(name.replace(/\.json$/, '.jpg')) as Buffer;
+        expect(
+          image.equals(await readFile(join(EXAMPLES, 'images', json.source.split('/').pop()))),
+          name,
+        ).toBe(true);
+        fromTars.push(...json.texts.map((t: string) => `${json.key}\t${t}`));
+      }
+    }
+    expect(fromTars.sort()).toEqual(keptPairs(records));
+  });
+
+  it('export reads images only where their run could: its recorded sources, or what --allow-root/--allow-bucket add', async () => {
+    // A manifest in a place of its own naming images under `root` by absolute location.
+    const elsewhere =
+      where === 'local'
+        ? await mkdtemp(join(tmpdir(), 'capfilt-elsewhere-'))
+        : `s3://${await s3?.createBucket()}`;
+    const names = ['0000_red_circle.jpg', '0001_blue_square.jpg'];
+    const rows = names.map((n, i) =>
+      JSON.stringify({ image: `${root}/data/images/${n}`, caption: `picture ${i}` }),
+    );
+    await storage.write(`${elsewhere}/list.jsonl`, `${rows.join('\n')}\n`);
+    const allow: SourcePolicy =
+      where === 'local'
+        ? { localRoots: [root], s3Buckets: [] }
+        : { localRoots: [], s3Buckets: [root.slice('s3://'.length)] };
+    const out = `${elsewhere}/out`;
+    await run(`${elsewhere}/list.jsonl`, out, 'jsonl', allow);
+    const records = await recordsOf(out);
+    expect(records.map((r) => r.status)).toEqual(['ok', 'ok']);
+    const samples = records.filter((r) => r.texts.length > 0).length;
+    expect(samples).toBeGreaterThan(0);
+    // The run record keeps the run's sources: export reads what the run read.
+    expect(await exportDataset(storage, out, `${elsewhere}/tars`, 'webdataset')).toMatchObject({ samples });
+    // An output without a record (an older release): only the input's own place, unless widened.
+    await storage.delete(`${out}/_capfilt-run.json`);
+    const tars = `${elsewhere}/tars-old`;
+    const refused = await exportDataset(storage, out, tars, 'webdataset').catch((e: unknown) => e);
+    expect((refused as Error).message).toMatch(
+      /outside this run's local sources|is not a source of this run/,
+    );
+    expect(await storage.list(tars).catch(() => [])).toEqual([]);
+    const exported = await exportDataset(storage, out, tars, 'webdataset', { sources: allow });
+    expect(exported).toMatchObject({ shards: 1, samples });
   });
 
   it('a shard whose dataset file is missing is not complete: the rerun writes it again, and only it', async () => {
