@@ -34,7 +34,9 @@ function records(dir: string): OutputRecord[] {
 
 async function annotations(storage: Storage, out: string): Promise<number> {
   let n = 0;
-  for await (const _ of blipAnnotations(storage, out)) n++;
+  // An image root: tar members are copied out (BLIP annotations never name `<tar>#<member>`).
+  const imageRoot = await mkdtemp(join(tmpdir(), 'capfilt-vis-root-'));
+  for await (const _ of blipAnnotations(storage, out, { imageRoot })) n++;
   return n;
 }
 
