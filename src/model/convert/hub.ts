@@ -9,6 +9,8 @@ import { ModelError } from '../../core/errors.js';
  * Written on Node's fetch rather than @huggingface/hub: that client honours a custom `hubUrl`, but
  * its downloadFile returns a Blob (whole file in memory, no resume) and downloadFileToCacheDir
  * writes the HF cache layout without Range resume; we need resumable `.part` files in `out`.
+ * Nor on io/http.ts: that client is for untrusted image URLs (address guard, whole small bodies);
+ * docs/architecture.md says why the two HTTP clients stay apart and share only p-retry.
  */
 
 export interface PullProgress {
