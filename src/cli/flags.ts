@@ -22,6 +22,7 @@ import type {
   FilterOptions,
   RunOptions,
   SourcePolicy,
+  WorkerLimits,
 } from '../core/types.js';
 import {
   CONSIDER,
@@ -30,6 +31,7 @@ import {
   STRATEGIES,
   validateEngine,
   validateRunOptions,
+  validateWorkerLimits,
 } from '../core/validate.js';
 import type { S3Options } from '../io/s3.js';
 import type { EngineOptions } from '../model/runtime/engine.js';
@@ -356,6 +358,34 @@ export function addInputFlags(cmd: Command): Command {
   // `--concurrency` meant this in `run`, and shard jobs in flight in `worker`: one name, one meaning now.
   addAlias(cmd, '--concurrency <n>', 'fetchConcurrency', intArg);
   return addS3Flags(cmd);
+}
+
+export interface WorkerLimitFlags {
+  readRoot?: string[];
+  writeRoot?: string[];
+}
+
+/**
+ * `capfilt worker`: where the runs it serves may read and write, the operator's limit that every
+ * run must fit in. Not a run's `--allow-root`, which widens what its image references may read.
+ */
+export function addWorkerLimitFlags(cmd: Command): Command {
+  return cmd
+    .option(
+      '--read-root <location...>',
+      "folders, s3://bucket[/prefix] or http(s) prefixes a run's input, human inputs and sources must lie in (default: anywhere, warned)",
+    )
+    .option(
+      '--write-root <location...>',
+      "folders or s3://bucket[/prefix] a run's output must lie in (default: the --read-root locations)",
+    );
+}
+
+export function workerLimitsFromFlags(o: WorkerLimitFlags): WorkerLimits {
+  return validateWorkerLimits({
+    ...(o.readRoot ? { readRoots: o.readRoot } : {}),
+    ...(o.writeRoot ? { writeRoots: o.writeRoot } : {}),
+  });
 }
 
 /** Every flag that becomes a RunOptions value. */

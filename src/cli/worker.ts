@@ -9,14 +9,17 @@ import { addConnectionFlags, type ConnectionFlags, openContext } from './connect
 import {
   addEngineFlags,
   addS3Flags,
+  addWorkerLimitFlags,
   type EngineFlags,
   engineFromFlags,
   positiveInt,
   type S3Flags,
   s3FromFlags,
+  type WorkerLimitFlags,
+  workerLimitsFromFlags,
 } from './flags.js';
 
-export interface WorkerCommandOptions extends ConnectionFlags, EngineFlags, S3Flags {
+export interface WorkerCommandOptions extends ConnectionFlags, EngineFlags, S3Flags, WorkerLimitFlags {
   stage: string;
   captioner?: string;
   filter?: string;
@@ -38,6 +41,7 @@ export function parseStages(text: string): Stage[] {
 async function workerCommand(o: WorkerCommandOptions): Promise<void> {
   const stages = parseStages(o.stage);
   const engine = engineFromFlags(o);
+  const limits = workerLimitsFromFlags(o);
   const ctx = await openContext(o, 'worker');
   const storage = new Storage({ s3: s3FromFlags(o) });
   const lock = o.lockDuration
@@ -48,6 +52,7 @@ async function workerCommand(o: WorkerCommandOptions): Promise<void> {
     engines: { captionerDir: o.captioner, filterDir: o.filter, ...engine },
     concurrency: o.concurrency,
     storage,
+    limits,
     ...lock,
   }).catch(async (err: unknown) => {
     // A worker connection reconnects forever: left open, it would keep the failed process alive.
@@ -84,6 +89,6 @@ export function registerWorker(program: Command): void {
       DEFAULT_QUEUE.shutdownGraceMs,
     );
   // Unset, --batch-size keeps the run's own.
-  addS3Flags(addEngineFlags(addConnectionFlags(cmd), 'override'));
+  addWorkerLimitFlags(addS3Flags(addEngineFlags(addConnectionFlags(cmd), 'override')));
   cmd.action(workerCommand);
 }

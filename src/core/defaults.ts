@@ -11,6 +11,7 @@ import type {
   OutputOptions,
   RunOptions,
   SourcePolicy,
+  WorkerLimits,
 } from './types.js';
 
 /**
@@ -130,6 +131,12 @@ export const DEFAULT_OUTPUT: OutputOptions = { compression: 'none', format: 'jso
  * entry): nothing. `--allow-root` and `--allow-bucket` widen it.
  */
 export const DEFAULT_SOURCES: SourcePolicy = { localRoots: [], s3Buckets: [] };
+
+/**
+ * What a worker may touch for the runs it serves: unlimited, as before these limits existed (the
+ * right roots depend on the deployment; the worker warns at start while a limit is unset).
+ */
+export const DEFAULT_WORKER_LIMITS: WorkerLimits = {};
 
 /**
  * Decoder rows (images × captions or beams) and ITM images per model call; the same for `run`,

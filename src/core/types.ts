@@ -245,6 +245,19 @@ export interface SourcePolicy {
   s3Buckets: string[];
 }
 
+/**
+ * Where the runs a worker serves may read and write: the operator's limit, set when the worker
+ * starts (`capfilt worker --read-root/--write-root`), not the run's. A run record is anyone's
+ * who can write to Redis and names its own input, output and source roots; a run outside these
+ * limits is refused. Each entry is a local folder, `s3://bucket[/prefix]` or an http(s) prefix.
+ */
+export interface WorkerLimits {
+  /** Where a served run's input, human inputs and source roots and buckets must lie; unset: anywhere. */
+  readRoots?: string[];
+  /** Where a served run's output must lie; unset: `readRoots` (and anywhere when both are unset). */
+  writeRoots?: string[];
+}
+
 /** Every option of a run, parsed once by the CLI, stored with a queued run, written into records. */
 export interface RunOptions {
   decoding: DecodingOptions;

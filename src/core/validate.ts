@@ -15,6 +15,7 @@ import type {
   InputOptions,
   RunOptions,
   SourcePolicy,
+  WorkerLimits,
 } from './types.js';
 
 type Check = [ok: boolean, message: string];
@@ -150,6 +151,24 @@ export function validateSources(o: SourcePolicy): void {
       `--allow-bucket takes at most ${B.sources} bucket names`,
     ],
   ]);
+}
+
+/** A worker root: a local folder, `s3://bucket[/prefix]` or an http(s) prefix with a host. */
+const isRoot = (v: unknown): boolean =>
+  typeof v === 'string' &&
+  v !== '' &&
+  v.length <= 4096 &&
+  (/^s3:\/\//i.test(v) ? BUCKET.test(v.slice(5).split('/')[0] ?? '') : !/^https?:\/\/(\/|$)/i.test(v));
+
+/** The roots a worker serves runs within (`capfilt worker`, startWorkerPool). */
+export function validateWorkerLimits(o: WorkerLimits): WorkerLimits {
+  const roots = (v: unknown) => v === undefined || listOf(v, isRoot);
+  const what = `at most ${B.sources} locations (folders, s3://bucket[/prefix], http(s):// prefixes)`;
+  enforce([
+    [roots(o?.readRoots), `--read-root takes ${what}`],
+    [roots(o?.writeRoots), `--write-root takes ${what}`],
+  ]);
+  return o;
 }
 
 /**

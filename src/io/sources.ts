@@ -55,7 +55,7 @@ export function checkRemoteSource(uri: string, policy: SourcePolicy): void {
  * existing folder joined with the rest. A dangling symbolic link gives null: where it would lead
  * cannot be told without following it.
  */
-async function whereIs(path: string): Promise<{ real: string | null; exists: boolean }> {
+export async function whereIs(path: string): Promise<{ real: string | null; exists: boolean }> {
   const rest: string[] = [];
   let p = resolve(path);
   for (;;) {

@@ -11,6 +11,7 @@ import { parseLocation } from '../io/location.js';
 import type { Storage } from '../io/storage/storage.js';
 import { readRunRecord, runRecordUri } from '../output/run-record.js';
 import type { QueueContext } from './context.js';
+import { checkRunInLimits, type ResolvedLimits } from './limits.js';
 import { queueName, type Stage, shardJobId } from './names.js';
 import { checkCarried, checkRunRecord, checkShardInRun, parseProduceJob, parseShardJob } from './payloads.js';
 import { type ProduceResult, produceRun, type ShardJobData } from './produce.js';
@@ -40,7 +41,10 @@ export class RunCache {
     if (this.#outputsSeen.size > 64) this.#outputsSeen.clear();
     this.#outputsSeen.add(runId);
   }
-  constructor(private readonly ctx: QueueContext) {}
+  constructor(
+    private readonly ctx: QueueContext,
+    private readonly limits: ResolvedLimits = { read: null, write: null },
+  ) {}
   async get(runId: string): Promise<RunRecord<RunOptions>> {
     const hit = this.#runs.get(runId);
     if (hit) return hit;
@@ -53,6 +57,7 @@ export class RunCache {
     // Without its run record a job cannot know its options: retrying will not help.
     if (!stored) throw new UnrecoverableError(`run ${runId} is not recorded in Redis`);
     const run = checkRunRecord(stored);
+    await checkRunInLimits({ ...run, sources: run.options.sources }, this.limits);
     if (this.#runs.size > 64) this.#runs.delete(this.#runs.keys().next().value as string);
     this.#runs.set(runId, run);
     return run;
@@ -65,6 +70,8 @@ export interface ProcessorContext {
   storage: Storage;
   engines: StageEngines;
   runs: RunCache;
+  /** Where this worker's runs may read and write (the run cache holds each run to them too). */
+  limits: ResolvedLimits;
   log: (line: string) => void;
   /** One line per finished shard job (see WorkerPoolOptions.report). */
   report: (line: string) => void;
@@ -153,6 +160,8 @@ function carryResult<T>(pc: ProcessorContext, stage: Stage, data: ShardJobData, 
 export async function produceJob(pc: ProcessorContext, job: Job): Promise<ProduceResult> {
   const data = parseProduceJob(job.data);
   const runId = `${data.runPrefix ?? data.scheduleId ?? 'run'}-${firingStamp(job)}`;
+  // Its sources are checked when its shard jobs fetch the run it records.
+  await checkRunInLimits({ ...data, runId }, pc.limits, 'produce job for run');
   const result = await produceRun(pc.ctx, pc.storage, { ...data, runId });
   pc.log(
     result.busy

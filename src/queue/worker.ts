@@ -1,10 +1,13 @@
 import { hostname } from 'node:os';
 import { type Job, UnrecoverableError, Worker } from 'bullmq';
+import { DEFAULT_WORKER_LIMITS } from '../core/defaults.js';
 import { errorMessage, InvalidJobError } from '../core/errors.js';
+import type { WorkerLimits } from '../core/types.js';
 import { Storage } from '../io/storage/storage.js';
 import { createRedis } from './connection.js';
 import type { QueueContext } from './context.js';
 import { type LockPolicy, lockPolicy, toJobError } from './job-options.js';
+import { limitWarnings, resolveWorkerLimits } from './limits.js';
 import { queueName, type Stage } from './names.js';
 import { shardIdsOf } from './payloads.js';
 import { PROCESSORS, type ProcessorContext, RunCache } from './processors.js';
@@ -18,6 +21,8 @@ export interface WorkerPoolOptions {
   lock?: Partial<LockPolicy>;
   /** Storage settings for reading inputs and writing outputs. */
   storage?: Storage;
+  /** Where the runs it serves may read and write (default: anywhere, with a warning). */
+  limits?: WorkerLimits;
   log?: (line: string) => void;
   /**
    * Where each finished shard job's line goes (shard, pairs, kept, rate): the worker's record of
@@ -38,10 +43,12 @@ export interface WorkerPool {
  */
 export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOptions): Promise<WorkerPool> {
   const log = options.log ?? ((line: string) => process.stderr.write(`${line}\n`));
+  const limits = await resolveWorkerLimits(options.limits ?? DEFAULT_WORKER_LIMITS);
   const storage = options.storage ?? new Storage();
   const engines = await loadEngines(options.stages, options.engines);
   const report = options.report ?? options.log ?? ((line: string) => process.stdout.write(`${line}\n`));
-  const pc: ProcessorContext = { ctx, storage, engines, runs: new RunCache(ctx), log, report };
+  const runs = new RunCache(ctx, limits);
+  const pc: ProcessorContext = { ctx, storage, engines, runs, limits, log, report };
   const settings: WorkerSettings = {
     lock: { ...lockPolicy(), ...options.lock },
     concurrency: options.concurrency,
@@ -49,6 +56,7 @@ export async function startWorkerPool(ctx: QueueContext, options: WorkerPoolOpti
   };
   const started = options.stages.map((stage) => stageWorker(pc, stage, settings));
   for (const { worker } of started) void worker.run();
+  for (const line of limitWarnings(limits)) log(line);
   log(
     `capfilt: worker ${settings.name} serving ${options.stages.join(', ')} (concurrency ${options.concurrency})`,
   );

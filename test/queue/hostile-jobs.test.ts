@@ -21,7 +21,9 @@ import { makeInputTar } from './data.js';
  * each forged job below fails once, without retries, with the reason, and nothing it names is read
  * or written. Before, a shard id `../../../../../../<dir>/x` wrote x.jsonl outside the output, a
  * shard uri /etc/passwd was read as a manifest, 50,000 captions per image held a worker on one
- * job, and string data failed only with `run undefined is not recorded`.
+ * job, and string data failed only with `run undefined is not recorded`. The worker is limited to
+ * the run's input and output (`--read-root`, `--write-root`): a run record or produce job forged
+ * to name other places is refused the same way, and nothing outside is read or written.
  */
 describe('forged jobs (real redis-server, worker process)', () => {
   let redis: RedisServer;
@@ -35,6 +37,7 @@ describe('forged jobs (real redis-server, worker process)', () => {
   const input = join(dir, 'in');
   const output = join(dir, 'out');
   const victim = join(dir, 'victim');
+  const elsewhere = join(dir, 'elsewhere');
   const storage = new Storage();
 
   const failed = async (stage: string, id: string): Promise<Job> => {
@@ -60,7 +63,9 @@ describe('forged jobs (real redis-server, worker process)', () => {
     ctx = await openQueueContext({ redisUrl: redis.url, prefix });
     mkdirSync(input);
     mkdirSync(victim);
+    mkdirSync(elsewhere);
     writeFileSync(join(input, '00000.tar'), await makeInputTar(0, 2));
+    writeFileSync(join(elsewhere, '00000.tar'), await makeInputTar(0, 2));
     const produced = await produceRun(ctx, storage, {
       input,
       output,
@@ -74,6 +79,7 @@ describe('forged jobs (real redis-server, worker process)', () => {
       [
         ...['worker', '--stage', 'fused,write,produce', '--prefix', prefix, '--threads', '1'],
         ...['--captioner', models.captioner, '--filter', models.filter],
+        ...['--read-root', input, '--write-root', output],
       ],
       { REDIS_URL: redis.url },
     );
@@ -83,6 +89,7 @@ describe('forged jobs (real redis-server, worker process)', () => {
       async () => existsSync(join(output, 'part-00000.stats.json')),
       90_000,
     );
+    expect(worker.stderr()).not.toMatch(/warning: no --/);
   }, 120_000);
   afterAll(async () => {
     await worker?.kill();
@@ -149,5 +156,42 @@ describe('forged jobs (real redis-server, worker process)', () => {
     const p = await failed('produce', produce.id as string);
     expect(p.attemptsMade).toBe(1);
     expect(p.failedReason).toBe('invalid produce job: job data must be an object (got number)');
+  });
+
+  it("a run record naming an input outside the worker's --read-root fails once, unread", async () => {
+    await ctx.runs.create({
+      runId: 'stolen',
+      input: elsewhere,
+      output,
+      mode: 'fused',
+      options: runOptions({ batchSize: 2, sources: { localRoots: [elsewhere] } }),
+      createdAt: Date.now(),
+      shardsTotal: 1,
+      shardsSkipped: 0,
+    });
+    const uri = join(elsewhere, '00000.tar');
+    const id = await forgeFlow({ runId: 'stolen', shard: { ...shard, id: 'stolen', uri }, fingerprint: 'f' });
+    const job = await failed('fused', id);
+    expect(job.attemptsMade).toBe(1);
+    expect(job.failedReason).toBe(
+      `run stolen is outside this worker's limits: its input ${elsewhere} is not under --read-root (${input})`,
+    );
+    await failed('write', shardJobId('stolen', 'stolen', 'write'));
+    expect(readdirSync(output).filter((n) => n.includes('stolen'))).toEqual([]);
+  });
+
+  it("a produce job naming an output outside the worker's --write-root fails once and writes nothing there", async () => {
+    const data = { input, output: victim, mode: 'fused', options: runOptions(), runPrefix: 'escape' };
+    const produce = await new Queue('produce', { connection: ctx.redis, prefix }).add('produce', data, {
+      attempts: 5,
+    });
+    const job = await failed('produce', produce.id as string);
+    expect(job.attemptsMade).toBe(1);
+    expect(job.failedReason).toMatch(
+      new RegExp(
+        `^produce job for run escape-\\w+ is outside this worker's limits: its output ${victim} is not under --write-root \\(${output}\\)$`,
+      ),
+    );
+    expect(readdirSync(victim)).toEqual([]);
   });
 });
