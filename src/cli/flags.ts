@@ -353,16 +353,19 @@ export function addInputFlags(cmd: Command): Command {
       l.fetchRetries,
     )
     .option('--fetch-concurrency <n>', 'images fetched and decoded at once', intArg, l.concurrency)
-    .option('--allow-private-network', 'let image URLs reach loopback/private/link-local addresses');
+    .option('--allow-private-network', PRIVATE_NETWORK_HELP);
   addSourceFlags(cmd);
   // `--concurrency` meant this in `run`, and shard jobs in flight in `worker`: one name, one meaning now.
   addAlias(cmd, '--concurrency <n>', 'fetchConcurrency', intArg);
   return addS3Flags(cmd);
 }
 
+const PRIVATE_NETWORK_HELP = 'let image URLs reach loopback/private/link-local addresses';
+
 export interface WorkerLimitFlags {
   readRoot?: string[];
   writeRoot?: string[];
+  allowPrivateNetwork?: boolean;
 }
 
 /**
@@ -370,6 +373,7 @@ export interface WorkerLimitFlags {
  * run must fit in. Not a run's `--allow-root`, which widens what its image references may read.
  */
 export function addWorkerLimitFlags(cmd: Command): Command {
+  // On a limited worker a run's own --allow-private-network is honoured only with the worker's.
   return cmd
     .option(
       '--read-root <location...>',
@@ -378,13 +382,15 @@ export function addWorkerLimitFlags(cmd: Command): Command {
     .option(
       '--write-root <location...>',
       "folders or s3://bucket[/prefix] a run's output must lie in (default: the --read-root locations)",
-    );
+    )
+    .option('--allow-private-network', PRIVATE_NETWORK_HELP);
 }
 
 export function workerLimitsFromFlags(o: WorkerLimitFlags): WorkerLimits {
   return validateWorkerLimits({
     ...(o.readRoot ? { readRoots: o.readRoot } : {}),
     ...(o.writeRoot ? { writeRoots: o.writeRoot } : {}),
+    ...(o.allowPrivateNetwork ? { privateNetwork: true } : {}),
   });
 }
 

@@ -256,6 +256,12 @@ export interface WorkerLimits {
   readRoots?: string[];
   /** Where a served run's output must lie; unset: `readRoots` (and anywhere when both are unset). */
   writeRoots?: string[];
+  /**
+   * With `readRoots`: whether a served run may let its image URLs reach loopback/private/link-local
+   * addresses (its `--allow-private-network`); without `readRoots` the worker serves any run.
+   * @defaultValue false
+   */
+  privateNetwork?: boolean;
 }
 
 /** Every option of a run, parsed once by the CLI, stored with a queued run, written into records. */

@@ -167,6 +167,10 @@ export function validateWorkerLimits(o: WorkerLimits): WorkerLimits {
   enforce([
     [roots(o?.readRoots), `--read-root takes ${what}`],
     [roots(o?.writeRoots), `--write-root takes ${what}`],
+    [
+      o?.privateNetwork === undefined || typeof o.privateNetwork === 'boolean',
+      '--allow-private-network is a switch',
+    ],
   ]);
   return o;
 }

@@ -15,6 +15,8 @@ import { whereIs } from '../io/sources.js';
 export interface ResolvedLimits {
   read: string[] | null;
   write: string[] | null;
+  /** With read limits: whether a run may let image URLs reach private addresses. */
+  privateNetwork: boolean;
 }
 
 /** What a run names that a worker would touch: its inputs and sources (read), its output (written). */
@@ -24,6 +26,8 @@ export interface RunPlaces {
   output: string;
   human?: string[];
   sources?: SourcePolicy;
+  /** The run lets its image URLs reach loopback/private/link-local addresses. */
+  privateNetwork?: boolean;
 }
 
 /**
@@ -58,6 +62,7 @@ export async function resolveWorkerLimits(limits: WorkerLimits): Promise<Resolve
   return {
     read: await resolve(limits.readRoots),
     write: await resolve(limits.writeRoots ?? limits.readRoots),
+    privateNetwork: limits.privateNetwork === true,
   };
 }
 
@@ -98,6 +103,11 @@ export async function checkRunInLimits(run: RunPlaces, limits: ResolvedLimits, w
     const out = await outsider(locations, limits.read);
     if (out !== undefined) throw refusal(run.runId, what, `${name} ${out}`, '--read-root', limits.read);
   }
+  // Private addresses are places to read too: a limited worker reaches them only when told to.
+  if (limits.read !== null && run.privateNetwork === true && !limits.privateNetwork)
+    throw new InvalidJobError(
+      `${what} ${run.runId} is outside this worker's limits: it lets image URLs reach private addresses, which this worker allows only with --allow-private-network`,
+    );
   const out = await outsider([run.output], limits.write);
   if (out !== undefined) throw refusal(run.runId, what, `output ${out}`, '--write-root', limits.write);
 }

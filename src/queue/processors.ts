@@ -43,7 +43,7 @@ export class RunCache {
   }
   constructor(
     private readonly ctx: QueueContext,
-    private readonly limits: ResolvedLimits = { read: null, write: null },
+    private readonly limits: ResolvedLimits = { read: null, write: null, privateNetwork: false },
   ) {}
   async get(runId: string): Promise<RunRecord<RunOptions>> {
     const hit = this.#runs.get(runId);
@@ -57,7 +57,8 @@ export class RunCache {
     // Without its run record a job cannot know its options: retrying will not help.
     if (!stored) throw new UnrecoverableError(`run ${runId} is not recorded in Redis`);
     const run = checkRunRecord(stored);
-    await checkRunInLimits({ ...run, sources: run.options.sources }, this.limits);
+    const privateNetwork = run.options.limits.allowPrivateNetwork;
+    await checkRunInLimits({ ...run, sources: run.options.sources, privateNetwork }, this.limits);
     if (this.#runs.size > 64) this.#runs.delete(this.#runs.keys().next().value as string);
     this.#runs.set(runId, run);
     return run;
@@ -161,7 +162,8 @@ export async function produceJob(pc: ProcessorContext, job: Job): Promise<Produc
   const data = parseProduceJob(job.data);
   const runId = `${data.runPrefix ?? data.scheduleId ?? 'run'}-${firingStamp(job)}`;
   // Its sources are checked when its shard jobs fetch the run it records.
-  await checkRunInLimits({ ...data, runId }, pc.limits, 'produce job for run');
+  const privateNetwork = data.options.limits.allowPrivateNetwork;
+  await checkRunInLimits({ ...data, runId, privateNetwork }, pc.limits, 'produce job for run');
   const result = await produceRun(pc.ctx, pc.storage, { ...data, runId });
   pc.log(
     result.busy

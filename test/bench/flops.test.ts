@@ -9,7 +9,7 @@ import {
   visionFlops,
 } from '../../bench/flops.js';
 
-/** BLIP-base and BLIP-large as their config.json give them (/work/shared/docs/blip.md §1.1). */
+/** BLIP-base and BLIP-large as their config.json give them (Salesforce/blip-image-captioning-base and -large on the Hugging Face hub). */
 function blip(vision: { hidden: number; layers: number }): Dims {
   return {
     vision: {

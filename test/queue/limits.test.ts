@@ -164,3 +164,15 @@ describe('worker limits: unset, and entry validation', () => {
     );
   });
 });
+
+describe('worker limits: private network addresses', () => {
+  it('a limited worker serves a run reaching private addresses only with its own --allow-private-network', async () => {
+    expect(await refusal(local, { privateNetwork: true })).toBe(
+      "run r1 is outside this worker's limits: it lets image URLs reach private addresses, which this worker allows only with --allow-private-network",
+    );
+    expect(await refusal({ ...local, privateNetwork: true }, { privateNetwork: true })).toBeNull();
+    expect(await refusal(local, { privateNetwork: false })).toBeNull();
+    // An unlimited worker serves any run (and warns at start).
+    expect(await refusal({}, { privateNetwork: true })).toBeNull();
+  });
+});
