@@ -1,34 +1,15 @@
-import {
-  existsSync,
-  mkdirSync,
-  mkdtempSync,
-  readdirSync,
-  readFileSync,
-  rmSync,
-  writeFileSync,
-} from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { hostname, tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { OutputRecord } from '../../src/core/types.js';
 import { type CliProcess, spawnCli, waitFor } from '../../tools/cli-process.js';
 import { EXAMPLES, examplePairLines } from '../helpers/examples.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
+import { readOutputRecords as records } from '../helpers/output.js';
 
 const PAIRS = 48;
 /** The first of two concurrent runs reads this many: it must still run when the second starts. */
 const LONG_PAIRS = 160;
-
-function records(dir: string): OutputRecord[] {
-  return readdirSync(dir)
-    .filter((n) => /^part-.*\.jsonl$/.test(n))
-    .flatMap((n) =>
-      readFileSync(join(dir, n), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as OutputRecord),
-    );
-}
 
 describe('a local run locks its output (child processes)', () => {
   let models: TinyModels;

@@ -4,8 +4,8 @@ import { mkdtemp, readdir, readFile, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import type { OutputRecord } from '../../src/core/types.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
+import { readOutputRecords as readRecords } from '../helpers/output.js';
 
 const ROOT = join(import.meta.dirname, '../..');
 const EXAMPLES = join(ROOT, 'examples');
@@ -40,16 +40,6 @@ async function waitFor(pred: () => boolean, timeoutMs: number): Promise<void> {
     if (Date.now() - t0 > timeoutMs) throw new Error('timed out waiting');
     await new Promise((r) => setTimeout(r, 20));
   }
-}
-
-async function readRecords(dir: string): Promise<OutputRecord[]> {
-  const out: OutputRecord[] = [];
-  for (const name of (await readdir(dir)).sort()) {
-    if (!/^part-.*\.jsonl$/.test(name)) continue;
-    for (const line of (await readFile(join(dir, name), 'utf8')).split('\n'))
-      if (line) out.push(JSON.parse(line));
-  }
-  return out;
 }
 
 describe('capfilt run (child process)', () => {

@@ -1,30 +1,19 @@
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { runOptions } from '../../src/core/options.js';
-import type { OutputRecord } from '../../src/core/types.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { checkpointFolder } from '../../src/output/checkpoint.js';
 import { runLocal } from '../../src/pipeline/local-runner.js';
 import { type CliProcess, spawnCli, waitFor } from '../../tools/cli-process.js';
 import { EXAMPLES, examplePairLines, watchedCaptioner } from '../helpers/examples.js';
 import { importTinyModels, loadTinyEngines, type TinyModels } from '../helpers/models.js';
+import { readOutputRecords as records } from '../helpers/output.js';
 
 const PAIRS = 40;
 const BATCH = 2;
 const SHARD = 'pairs-0-40';
-
-function records(dir: string): OutputRecord[] {
-  return readdirSync(dir)
-    .filter((n) => /^part-.*\.jsonl$/.test(n))
-    .flatMap((n) =>
-      readFileSync(join(dir, n), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as OutputRecord),
-    );
-}
 
 /** Pairs the shard's checkpoint holds, from its pieces' names (<first>-<pairs>.jsonl). */
 function checkpointed(out: string): number {

@@ -10,20 +10,10 @@ import { blipAnnotations, refilter } from '../../src/pipeline/dataset.js';
 import { runLocal } from '../../src/pipeline/local-runner.js';
 import { watchedCaptioner } from '../helpers/examples.js';
 import { importTinyModels, loadTinyEngines, type TinyModels } from '../helpers/models.js';
+import { readOutputRecords as records } from '../helpers/output.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
 
 const EXAMPLES = join(import.meta.dirname, '../../examples');
-
-async function records(dir: string): Promise<OutputRecord[]> {
-  const out: OutputRecord[] = [];
-  for (const name of (await readdir(dir)).sort()) {
-    if (!/^part-.*\.jsonl(\.gz)?$/.test(name)) continue;
-    let buf = await readFile(join(dir, name));
-    if (name.endsWith('.gz')) buf = gunzipSync(buf);
-    for (const line of buf.toString('utf8').split('\n')) if (line) out.push(JSON.parse(line) as OutputRecord);
-  }
-  return out;
-}
 
 describe('local runner', () => {
   let models: TinyModels;

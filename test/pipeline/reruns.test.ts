@@ -5,11 +5,12 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { UsageError } from '../../src/core/errors.js';
 import { runOptions } from '../../src/core/options.js';
-import type { OutputRecord, RunOptions } from '../../src/core/types.js';
+import type { RunOptions } from '../../src/core/types.js';
 import { Storage } from '../../src/io/storage/storage.js';
 import { blipAnnotations, refilter } from '../../src/pipeline/dataset.js';
 import { type LocalRunParams, runLocal } from '../../src/pipeline/local-runner.js';
 import { importTinyModels, loadTinyEngines, type TinyModels } from '../helpers/models.js';
+import { readOutputRecords as records } from '../helpers/output.js';
 
 const EXAMPLES = join(import.meta.dirname, '../../examples');
 const JSONL = join(EXAMPLES, 'jsonl/captions.jsonl');
@@ -19,17 +20,6 @@ function partNames(dir: string): string[] {
   return readdirSync(dir)
     .filter((n) => n.startsWith('part-'))
     .sort();
-}
-
-function records(dir: string): OutputRecord[] {
-  return partNames(dir)
-    .filter((n) => n.endsWith('.jsonl'))
-    .flatMap((n) =>
-      readFileSync(join(dir, n), 'utf8')
-        .split('\n')
-        .filter(Boolean)
-        .map((l) => JSON.parse(l) as OutputRecord),
-    );
 }
 
 async function annotations(storage: Storage, out: string): Promise<number> {
