@@ -29,9 +29,19 @@ export interface SpecialIds {
 /**
  * The version of the graphs' contract with the engines; raised when a graph's inputs or outputs
  * change meaning. 2: itm takes its texts image-major, k per image, without image_index. 3: the
- * WebGPU set (`webgpu`).
+ * WebGPU set (`webgpu`). 4: the CUDA set (`cuda`).
  */
-export const MANIFEST_FORMAT_VERSION = 3;
+export const MANIFEST_FORMAT_VERSION = 4;
+
+/**
+ * The graphs the CUDA execution provider runs: fused onnxruntime ops and ONNX Loop decoding like the
+ * CPU set. For an fp16 import they compute in float16 (LayerNorm statistics, softmax, L2
+ * normalisation and the output heads in float32); otherwise they are the CPU set's files.
+ */
+export interface CudaGraphs {
+  graphs: Record<string, string>;
+  computeType: 'float32' | 'float16';
+}
 
 /**
  * The graphs the WebGPU execution provider runs: portable attention and LayerNorm (onnxruntime
@@ -80,6 +90,8 @@ export interface ModelManifest {
    * relative to the model dir: the CPU and CUDA set (fused onnxruntime ops, float32 compute).
    */
   graphs: Record<string, string>;
+  /** The CUDA set. */
+  cuda: CudaGraphs;
   /** The WebGPU set (none in an int8 model, which runs on the CPU only). */
   webgpu: WebGpuGraphs;
   source: { dir: string; weightsFile: string; sha256: string; name?: string };

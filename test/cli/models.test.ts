@@ -59,6 +59,7 @@ describe('capfilt models (CLI)', () => {
     expect(inspected).toMatchObject({
       kind: 'captioner',
       precision: 'fp32',
+      compute: { cpu: 'float32', cuda: 'float32', webgpu: 'float32' },
       special_ids: { dec: 30522, enc: 30523 },
     });
   });

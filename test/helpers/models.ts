@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { cpSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Captioner } from '../../src/captioner/captioner.js';
@@ -24,6 +24,21 @@ export async function importTinyModels(
   await importModel(join(FIXTURE, 'captioner'), captioner, options);
   await importModel(join(FIXTURE, 'filter'), filter, options);
   return { captioner, filter, dispose: () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/**
+ * A copy of converted model `modelDir` (beside it, as `<name>-cuda-as-<slot>`) whose CPU set
+ * (`graphs`) or WebGPU set is its CUDA set, so that the CUDA graphs run on this machine's
+ * providers. No CUDA device is needed, and no switch in src/ exists for tests.
+ */
+export function cudaSetAs(modelDir: string, slot: 'graphs' | 'webgpu'): string {
+  const copy = `${modelDir}-cuda-as-${slot}`;
+  cpSync(modelDir, copy, { recursive: true });
+  const manifest = JSON.parse(readFileSync(join(modelDir, 'manifest.json'), 'utf8'));
+  if (slot === 'graphs') manifest.graphs = manifest.cuda.graphs;
+  else manifest.webgpu.graphs = manifest.cuda.graphs;
+  writeFileSync(join(copy, 'manifest.json'), JSON.stringify(manifest));
+  return copy;
 }
 
 // biome-ignore lint/suspicious/noExplicitAny: reference.json is free-form test data.

@@ -25,6 +25,8 @@ export function registerInspect(models: Command): void {
         architecture: m.architecture,
         source: m.source,
         precision: m.precision,
+        // The type each device's graph set computes in (the CPU set always float32).
+        compute: { cpu: 'float32', cuda: m.cuda.computeType, webgpu: m.webgpu.computeType },
         vision: m.vision,
         text: m.text,
         image: m.image,

@@ -18,6 +18,7 @@ import { type BlipConfig, imageTokenCount, readBlipConfig } from '../config.js';
 import { imageSpecFromPreprocessorConfig } from '../image-spec.js';
 import { GRAPHS as GRAPH_ROLES } from '../io-names.js';
 import {
+  type CudaGraphs,
   type ImageSpec,
   MANIFEST_FORMAT_VERSION,
   type ModelManifest,
@@ -32,7 +33,7 @@ import { loadCheckpoint } from './checkpoint.js';
 import { buildCrossKvGraph, buildDecoderGraph, buildVisionGraph } from './graphs/captioner.js';
 import { buildItcTextGraph, buildItmGraph, buildScoreGraph } from './graphs/filter.js';
 import { buildGenerateGraph } from './graphs/generate.js';
-import { fusedVariant, type GraphVariant } from './graphs/variant.js';
+import { fusedVariant, type GraphVariant, halfFusedVariant } from './graphs/variant.js';
 import type { FloatType, GraphBuilder } from './onnx/graph-builder.js';
 import { int8Roles, quantizeModel } from './quantize.js';
 
@@ -124,13 +125,27 @@ export async function importModel(
   const tmp = await mkdtemp(join(dirname(target), `.${basename(target)}.import-`));
   try {
     const weightType: FloatType = precision === 'fp16' ? 'float16' : 'float32';
-    // The CPU/CUDA set first: it writes the weights; the WebGPU set refers to them.
+    // The CPU set first: it writes the weights; the CUDA and WebGPU sets refer to them.
     const fused = fusedVariant(weightType);
     // int8 quantizes the per-stage graphs only (its quantizer does not enter Loop bodies): int8
     // models caption and score from the host.
     const wholeGraphs =
       precision === 'int8' ? [GRAPH_ROLES.generateGreedy, GRAPH_ROLES.generateSample, GRAPH_ROLES.score] : [];
     const graphs = writeGraphs(cfg, checkpoint.weights, fused, tmp, '', progress, wholeGraphs);
+    const cuda: CudaGraphs =
+      precision === 'fp16'
+        ? {
+            graphs: writeGraphs(
+              cfg,
+              checkpoint.weights,
+              halfFusedVariant(fused.store),
+              tmp,
+              '.cuda',
+              progress,
+            ),
+            computeType: 'float16',
+          }
+        : { graphs, computeType: 'float32' };
     const webgpu: WebGpuGraphs = {
       graphs: {},
       computeType: weightType,
@@ -170,6 +185,7 @@ export async function importModel(
       precision,
       ...(quantization ? { quantization } : {}),
       graphs,
+      cuda,
       webgpu,
       source: {
         dir: resolve(hfDir),

@@ -142,10 +142,11 @@ export async function resolveDevice(opts: RuntimeOptions = {}): Promise<Resolved
   }
 }
 
-/** The graph files a device runs: the WebGPU set on WebGPU, the fused set on CPU and CUDA. */
+/** The graph files a device runs: the CPU, CUDA or WebGPU set. */
 export function graphSet(manifest: ModelManifest, device: ResolvedDevice): Record<string, string> {
-  if (device.kind !== 'webgpu') return manifest.graphs;
-  return manifest.webgpu.graphs;
+  if (device.kind === 'cuda') return manifest.cuda.graphs;
+  if (device.kind === 'webgpu') return manifest.webgpu.graphs;
+  return manifest.graphs;
 }
 
 /** A session whose runs count the bytes that cross into onnxruntime and back. */

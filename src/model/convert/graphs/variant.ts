@@ -6,7 +6,7 @@ import { Blocks } from './blocks.js';
 export interface GraphVariant {
   /** Storage type of the weights (the import's precision). */
   weightType: FloatType;
-  /** Type the graphs compute in: float16 only for the WebGPU set of an fp16 import. */
+  /** Type the graphs compute in: float16 only for the CUDA and WebGPU sets of an fp16 import. */
   computeType: FloatType;
   /** Portable attention and LayerNorm for the WebGPU execution provider (see BlockOptions). */
   portable: boolean;
@@ -23,6 +23,14 @@ export interface GraphVariant {
 /** The CPU/CUDA set: fused ops, float32 compute, Loop decoding. */
 export function fusedVariant(weightType: FloatType, store = new WeightStore()): GraphVariant {
   return { weightType, computeType: 'float32', portable: false, unrolledSteps: 0, store };
+}
+
+/**
+ * The CUDA set of an fp16 import: the fused set computing in float16 (the CPU set widens the same
+ * weights to float32, since onnxruntime's CPU provider has no float16 GEMM on x86).
+ */
+export function halfFusedVariant(store: WeightStore): GraphVariant {
+  return { ...fusedVariant('float16', store), computeType: 'float16' };
 }
 
 /** A graph of `variant` and the blocks that write into it. */
