@@ -5,11 +5,11 @@ import {
   applyTopK,
   applyTopP,
   drawToken,
-  type SamplingParams,
   sampleToken,
   warpedLogits,
 } from '../../src/captioner/logits.js';
 import { captionRng, Rng } from '../../src/captioner/rng.js';
+import { chiSquare, expectedDistribution, NUCLEUS_CASE } from '../helpers/sampling.js';
 
 describe('logit processors (transformers 4.40 semantics)', () => {
   it('repetition penalty divides positive and multiplies negative logits of seen ids, once each', () => {
@@ -50,48 +50,8 @@ describe('logit processors (transformers 4.40 semantics)', () => {
   });
 });
 
-/** An independent oracle: HF's rules written out with descending sorts, from first principles. */
-function expectedDistribution(logits: number[], seq: number[], p: SamplingParams): Map<number, number> {
-  const v = logits.map((x, i) => {
-    let y = x;
-    if (p.repetitionPenalty !== 1 && seq.includes(i))
-      y = y < 0 ? y * p.repetitionPenalty : y / p.repetitionPenalty;
-    if (i === p.eosId && seq.length < p.minLength) y = Number.NEGATIVE_INFINITY;
-    return y / p.temperature;
-  });
-  const sorted = v.map((x, i) => [x, i] as const).sort((a, b) => b[0] - a[0]);
-  const kth = sorted[p.topK - 1][0];
-  const topk = sorted.filter(([x]) => x >= kth && x > Number.NEGATIVE_INFINITY);
-  const max = topk[0][0];
-  const z = topk.reduce((a, [x]) => a + Math.exp(x - max), 0);
-  const probs = topk.map(([x, i]) => [i, Math.exp(x - max) / z] as const);
-  // Nucleus: most likely first, keep until the mass reaches top_p (the crossing token is kept).
-  const kept: (readonly [number, number])[] = [];
-  let mass = 0;
-  for (const pr of probs) {
-    kept.push(pr);
-    mass += pr[1];
-    if (mass >= p.topP) break;
-  }
-  const total = kept.reduce((a, [, q]) => a + q, 0);
-  return new Map(kept.map(([i, q]) => [i, q / total]));
-}
-
 describe('nucleus sampling draws from the truncated, penalised softmax', () => {
-  const vocab = 400;
-  const gen = new Rng(new Uint32Array([1, 2, 3, 4]));
-  const logits = Array.from({ length: vocab }, () => gen.nextFloat() * 6 - 3);
-  const seq = [7, 11, 11, 42, 3];
-  const params: SamplingParams = {
-    repetitionPenalty: 1.1,
-    minLength: 10,
-    eosId: 5,
-    temperature: 1,
-    topK: 50,
-    topP: 0.9,
-  };
-  logits[5] = 10; // the end token would dominate if min length did not ban it
-  logits[42] = 2.9; // a seen id near the top: the penalty must push it down
+  const { logits, seq, params } = NUCLEUS_CASE;
   const row = new Float32Array(logits);
   const expected = expectedDistribution(logits, seq, params);
 
@@ -104,16 +64,7 @@ describe('nucleus sampling draws from the truncated, penalised softmax', () => {
       counts.set(t, (counts.get(t) ?? 0) + 1);
     }
     for (const t of counts.keys()) expect(expected.has(t), `token ${t} is outside the nucleus`).toBe(true);
-    let chi2 = 0;
-    for (const [t, q] of expected) {
-      const e = q * draws;
-      const o = counts.get(t) ?? 0;
-      chi2 += ((o - e) * (o - e)) / e;
-    }
-    const df = expected.size - 1;
-    // Wilson–Hilferty approximation of the chi-square 99.9 % quantile.
-    const z = 3.09;
-    const critical = df * (1 - 2 / (9 * df) + z * Math.sqrt(2 / (9 * df))) ** 3;
+    const { chi2, critical } = chiSquare(counts, expected, draws);
     expect(expected.size).toBeGreaterThan(10);
     expect(chi2).toBeLessThan(critical);
   });

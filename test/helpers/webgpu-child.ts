@@ -13,6 +13,7 @@ import { readManifest } from '../../src/model/manifest.js';
 import { resolveDevice } from '../../src/model/runtime/runtime.js';
 import { decoderStepLogits } from './decoder-steps.js';
 import { fixtureBin } from './models.js';
+import { drawInGraph } from './sampling.js';
 
 interface Arg {
   captioner: string;
@@ -28,6 +29,9 @@ interface Arg {
   wholeGraphOnly?: boolean;
   /** caption: the whole-graph captioner (default) or the host loop. */
   wholeGraph?: boolean;
+  /** sampler: a graph of sampling.ts's samplerGraph (float32) and how many tokens to draw. */
+  sampler?: string;
+  draws?: number;
 }
 
 const pixelsOf = (image: string) => fixtureBin(`pixel_values_${image}_png.bin`);
@@ -88,6 +92,11 @@ const scenarios: Record<string, (a: Arg) => Promise<unknown>> = {
       await filter.close();
     }
     return result;
+  },
+
+  /** Token → count of the in-graph sampler's draws (float32: WebGPU has no float64). */
+  async sampler(a) {
+    return [...(await drawInGraph(a.sampler as string, 'float32', a.draws as number, 'webgpu'))];
   },
 
   async caption(a) {

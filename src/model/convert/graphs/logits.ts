@@ -8,7 +8,7 @@ import { DType, type DTypeName, type GraphBuilder } from '../onnx/graph-builder.
  *
  * `type` is the arithmetic of the sampling parameters, the softmaxes and cumulative sums: float64
  * reproduces the host's float64 arithmetic (CPU, CUDA); WebGPU has no float64 and uses float32,
- * whose tokens agree in distribution (tested statistically).
+ * whose tokens agree in distribution (chi-square test: test/model/convert/graphs/logits.test.ts).
  */
 export type SamplingType = 'float64' | 'float32';
 
