@@ -127,10 +127,11 @@ export class ShardCheckpoint<T = OutputRecord> {
     await this.#storage.write(joinUri(this.#folder, name), `${body}\n`);
   }
 
-  /** Removes the pieces (once the shard's data file and marker are written). */
+  /** Removes the pieces and their folder (once the shard's data file and marker are written). */
   async clear(): Promise<void> {
     const files = await this.#storage.list(this.#folder).catch(() => []);
     await Promise.all(files.map((f) => this.#storage.delete(f.uri).catch(() => undefined)));
+    await this.#storage.pruneEmpty(this.#folder);
   }
 }
 

@@ -3,10 +3,11 @@ import { errorMessage } from '../core/errors.js';
 import type { RecordModels, RunOptions, ShardStats } from '../core/types.js';
 import { validateRunOptions } from '../core/validate.js';
 import { Filter } from '../filter/filter.js';
-import { absoluteLocation } from '../io/location.js';
+import { absoluteLocation, joinUri } from '../io/location.js';
 import { sourcePolicyFor } from '../io/sources.js';
 import type { Storage } from '../io/storage/storage.js';
 import { modelIdOf, readManifest } from '../model/manifest.js';
+import { WORK_DIR } from '../output/layout.js';
 import { lockOutput } from '../output/lock.js';
 import { type PreparedOutput, prepareOutput } from '../output/prepare.js';
 import type { RecordedShard } from '../output/run-record.js';
@@ -229,6 +230,8 @@ async function runLocked(
   const summary = complete
     ? await writeSummary(p.storage, where.output, all, { input: where.input, human: where.human })
     : null;
+  // The run holds its output's lock: no other writer can be creating work folders now.
+  if (complete) await p.storage.pruneEmpty(joinUri(where.output, WORK_DIR));
   return {
     shards: planned.length,
     processed: fresh.length,

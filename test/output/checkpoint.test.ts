@@ -1,4 +1,4 @@
-import { mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -50,6 +50,6 @@ describe('shard checkpoints: only pieces of the same shard input, options and mo
     writeFileSync(join(checkpointFolder(out, 's2'), '0000000001-1.jsonl'), '{"checkpoint":"k1","fir');
     expect(await torn.resume()).toEqual({ pairs: 1, batches: [[record('a')]] });
     await torn.clear();
-    expect(readdirSync(checkpointFolder(out, 's2'))).toEqual([]);
+    expect(existsSync(checkpointFolder(out, 's2')), 'the emptied folder goes too').toBe(false);
   });
 });

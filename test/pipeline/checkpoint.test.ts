@@ -107,8 +107,9 @@ describe('a shard interrupted mid-way resumes from its checkpoint (child process
     const keys = records(out).map((r) => r.key);
     expect(keys).toHaveLength(PAIRS);
     expect(new Set(keys).size).toBe(PAIRS);
-    // The pieces went once the shard's data file and marker were written.
+    // The pieces went once the shard's data file and marker were written, and their folders with them.
     expect(checkpointed(out)).toBe(0);
+    expect(existsSync(join(out, '_capfilt-work', 'partial'))).toBe(false);
   });
 
   it('the first Ctrl-C says how much will be redone; the rerun finishes from the checkpoint', async () => {

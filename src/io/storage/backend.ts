@@ -66,6 +66,8 @@ export interface StorageBackend {
   delete(uri: string): Promise<void>;
   /** Removes temp files that a killed writer left in `folder` (never committed, never visible). */
   removeTemps(folder: string): Promise<void>;
+  /** Removes `folder` and the folders under it when they hold no file (object stores have none). */
+  pruneEmpty(folder: string): Promise<void>;
   close(): void;
 }
 

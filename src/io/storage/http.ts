@@ -52,5 +52,6 @@ export class HttpBackend implements StorageBackend {
     return unsupported('deleting', uri);
   }
   async removeTemps(): Promise<void> {}
+  async pruneEmpty(): Promise<void> {}
   close(): void {}
 }

@@ -8,6 +8,7 @@ import {
   realpath,
   rename,
   rm,
+  rmdir,
   stat,
   writeFile,
 } from 'node:fs/promises';
@@ -220,5 +221,16 @@ export class LocalBackend implements StorageBackend {
     await Promise.all(names.filter((n) => TEMP_NAME.test(n)).map((n) => rm(join(root, n), { force: true })));
   }
 
+  async pruneEmpty(folder: string): Promise<void> {
+    await pruneEmptyDirs(pathOf(folder));
+  }
+
   close(): void {}
+}
+
+/** rmdir of `dir` after its empty sub-folders; a folder that holds a file stays (ENOTEMPTY). */
+async function pruneEmptyDirs(dir: string): Promise<void> {
+  const entries = await readdir(dir, { withFileTypes: true }).catch(() => []);
+  for (const e of entries) if (e.isDirectory()) await pruneEmptyDirs(join(dir, e.name));
+  await rmdir(dir).catch(() => undefined);
 }

@@ -192,4 +192,6 @@ export class S3Backend implements StorageBackend {
 
   /** An uncommitted upload leaves no object (its parts are aborted), so there is nothing to remove. */
   async removeTemps(): Promise<void> {}
+  /** A prefix exists only while objects carry it. */
+  async pruneEmpty(): Promise<void> {}
 }

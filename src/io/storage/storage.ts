@@ -110,6 +110,10 @@ export class Storage {
   async removeTemps(folder: string): Promise<void> {
     return this.#backend(folder).removeTemps(folder);
   }
+
+  async pruneEmpty(folder: string): Promise<void> {
+    return this.#backend(folder).pruneEmpty(folder);
+  }
 }
 
 export type { AtomicWriter, ObjectInfo, ObjectStat, ReadLimits, ReadOptions, StorageBackend };
