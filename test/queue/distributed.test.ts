@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { DeleteObjectCommand } from '@aws-sdk/client-s3';
+import { DeleteObjectCommand, GetObjectCommand } from '@aws-sdk/client-s3';
 import { Queue } from 'bullmq';
 import { Redis } from 'ioredis';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
@@ -11,6 +11,7 @@ import { runLocal } from '../../src/pipeline/local-runner.js';
 import { type RunProgress, RunStore } from '../../src/queue/runs.js';
 import { type CliProcess, runCli, spawnCli, waitFor } from '../../tools/cli-process.js';
 import { type RedisServer, startRedis } from '../../tools/redis-server.js';
+import { tarMembers } from '../../tools/tar.js';
 import { importTinyModels, type TinyModels } from '../helpers/models.js';
 import { uniqueName } from '../helpers/names.js';
 import { type S3Server, startS3 } from '../helpers/s3.js';
@@ -59,7 +60,13 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
     procs.push(p);
     return p;
   };
-  const produce = async (prefix: string, runId: string, output: string, mode: 'split' | 'fused') =>
+  const produce = async (
+    prefix: string,
+    runId: string,
+    output: string,
+    mode: 'split' | 'fused',
+    extra: string[] = [],
+  ) =>
     await runCli(
       [
         'produce',
@@ -75,6 +82,7 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
         mode,
         '--seed',
         String(SEED),
+        ...extra,
       ],
       env(),
     );
@@ -220,6 +228,41 @@ describe('distributed CapFilt over BullMQ (real redis-server, S3 endpoint, worke
           .stdout()
           .match(new RegExp(`^capfilt: ${stage} r1/\\S+: \\d+ pairs, \\d+ kept, [\\d.]+ pairs/s$`, 'gm')),
       ).toHaveLength(TARS);
+  });
+
+  it('produce --output-format webdataset: the workers write each shard as a tar of its kept pairs', async () => {
+    const prefix = uniqueName('wds');
+    worker(prefix, 'fused,write');
+    await produce(prefix, 'r1', `s3://${bucket}/out-wds`, 'fused', ['--output-format', 'webdataset']);
+    await finished(prefix, 'r1');
+    expectSameAsLocal(await readS3Parts(s3.client, bucket, 'out-wds'));
+    const keptLocal = [...local.values()]
+      .flat()
+      .flatMap((r) => (r.status === 'ok' ? (r.texts as string[]).map((t) => `${r.key}\t${t}`) : []));
+    const inTars: string[] = [];
+    for (const shard of local.keys()) {
+      const tar = await s3.client.send(
+        new GetObjectCommand({ Bucket: bucket, Key: `out-wds/part-${shard}.tar` }),
+      );
+      const members = await tarMembers(Buffer.from((await tar.Body?.transformToByteArray()) ?? []));
+      for (const [name, bytes] of members) {
+        if (!name.endsWith('.txt')) continue;
+        const key = name.slice(0, -'.txt'.length);
+        expect(
+          [...members.keys()].some((m) => /\.(png|jpg)$/.test(m) && m.startsWith(`${key}.`)),
+          key,
+        ).toBe(true);
+        inTars.push(
+          ...bytes
+            .toString('utf8')
+            .split('\n')
+            .filter(Boolean)
+            .map((t) => `${key}\t${t}`),
+        );
+      }
+    }
+    expect(keptLocal.length).toBeGreaterThan(0);
+    expect(inTars.sort()).toEqual(keptLocal.sort());
   });
 
   it('SIGKILL of a caption worker mid-shard: the run completes, every pair exactly once', async () => {
