@@ -2,6 +2,9 @@ import { ModelError } from '../../../core/errors.js';
 import type { HostTensor, WeightMap } from '../../tensor.js';
 import { DType, type GraphBuilder } from '../onnx/graph-builder.js';
 
+/** Outputs of one Split in the portable form: with its input, the WebGPU standard's 8 storage buffers. */
+const PORTABLE_SPLIT_OUTPUTS = 7;
+
 /** float32's lowest value: Hugging Face's additive mask for padded keys (torch.finfo.min). */
 const MASKED = -3.4028234663852886e38;
 
@@ -139,8 +142,27 @@ export class Blocks {
 
   /** Split the last axis into equal parts. */
   split(x: string, parts: number, width: number): string[] {
-    const sizes = this.g.constInt64(Array.from({ length: parts }, () => width));
-    return this.g.node('Split', [x, sizes], parts, { axis: -1 });
+    return this.splitSizes(
+      x,
+      Array.from({ length: parts }, () => width),
+    );
+  }
+
+  /**
+   * Split the last axis into parts of `sizes`. A WebGPU shader binds one storage buffer per output
+   * and the WebGPU standard guarantees 8 per stage (lavapipe: 16), so the portable form splits at
+   * most SPLIT_OUTPUTS ways at a time: BLIP's 24 cross keys/values become a split of splits.
+   */
+  private splitSizes(x: string, sizes: number[]): string[] {
+    const max = this.options.portable ? PORTABLE_SPLIT_OUTPUTS : sizes.length;
+    if (sizes.length <= max) {
+      return this.g.node('Split', [x, this.g.constInt64(sizes)], sizes.length, { axis: -1 });
+    }
+    const perGroup = Math.ceil(sizes.length / max);
+    const groups: number[][] = [];
+    for (let i = 0; i < sizes.length; i += perGroup) groups.push(sizes.slice(i, i + perGroup));
+    const groupWidths = groups.map((g) => g.reduce((a, b) => a + b, 0));
+    return this.splitSizes(x, groupWidths).flatMap((part, i) => this.splitSizes(part, groups[i]));
   }
 
   /**
