@@ -145,7 +145,9 @@ export function parseBlipConfig(json: unknown): BlipConfig {
   const text: TextConfig = {
     vocabSize: size(t, 'vocab_size', 30524, 'text_config.'),
     hiddenSize: size(t, 'hidden_size', 768, 'text_config.'),
-    encoderHiddenSize: size(t, 'encoder_hidden_size', 768, 'text_config.'),
+    // transformers' BlipConfig sets it to the vision width whatever config.json says (and
+    // blip-image-captioning-large's config lacks it): the cross-attention reads the image embeddings.
+    encoderHiddenSize: vision.hiddenSize,
     numLayers: size(t, 'num_hidden_layers', 12, 'text_config.'),
     numHeads: size(t, 'num_attention_heads', 8, 'text_config.'),
     intermediateSize: size(t, 'intermediate_size', 3072, 'text_config.'),
@@ -182,11 +184,6 @@ export function parseBlipConfig(json: unknown): BlipConfig {
   if (vision.imageSize % vision.patchSize !== 0) {
     throw new ModelError(
       `image_size ${vision.imageSize} is not a multiple of patch_size ${vision.patchSize}`,
-    );
-  }
-  if (text.encoderHiddenSize !== vision.hiddenSize) {
-    throw new ModelError(
-      `text_config.encoder_hidden_size ${text.encoderHiddenSize} != vision hidden_size ${vision.hiddenSize}`,
     );
   }
   return {

@@ -37,6 +37,11 @@ interface Case {
   seed: number;
   /** Checkpoint without cls.predictions.decoder.weight (the LM decoder tied to the word embeddings). */
   tiedDecoder?: boolean;
+  /**
+   * config.json without text_config.encoder_hidden_size, as Salesforce/blip-image-captioning-large
+   * ships it: transformers takes the vision width.
+   */
+  noEncoderHiddenSize?: boolean;
 }
 
 const CASES: Case[] = [
@@ -57,6 +62,7 @@ const CASES: Case[] = [
       imageTextHidden: 16,
     },
     seed: 206,
+    noEncoderHiddenSize: true,
   },
   {
     name: 'vision 24w/2h/2L @40px/10, text 48w/6h/1L, ffn not 4x, eps 1e-3/1e-2, 64 positions, tied LM decoder',
@@ -128,6 +134,10 @@ for (const c of CASES) {
       dir = mkdtempSync(join(tmpdir(), 'capfilt-anycfg-'));
       const capJson = blipConfigJson(c.shape, 'captioner');
       const filJson = blipConfigJson(c.shape, 'filter');
+      if (c.noEncoderHiddenSize) {
+        for (const json of [capJson, filJson])
+          delete (json.text_config as Record<string, unknown>).encoder_hidden_size;
+      }
       capCfg = parseBlipConfig(capJson);
       filCfg = parseBlipConfig(filJson);
       capW = perturbedWeights(capJson, c.seed, { tiedDecoder: c.tiedDecoder });

@@ -3,7 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ModelError } from '../../src/core/errors.js';
-import { parseBlipConfig, readBlipConfig } from '../../src/model/config.js';
+import { imageTokenCount, parseBlipConfig, readBlipConfig } from '../../src/model/config.js';
+import { imageSpecFromPreprocessorConfig } from '../../src/model/image-spec.js';
 
 const FIX = 'test/fixtures/blip-tiny';
 
@@ -97,5 +98,45 @@ describe('parseBlipConfig on hostile or broken configs', () => {
     const err = await readBlipConfig(dir).catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ModelError);
     expect((err as Error).message).toMatch(/config\.json is not valid JSON/);
+  });
+});
+
+describe("the Salesforce repos' own configs (test/fixtures/blip-real-configs)", () => {
+  const REAL = 'test/fixtures/blip-real-configs';
+  // [hidden, layers, heads] of the vision and text transformers, as blip.md tabulates them.
+  const REPOS = {
+    'blip-image-captioning-base': { kind: 'captioner', vision: [768, 12, 12] },
+    'blip-image-captioning-large': { kind: 'captioner', vision: [1024, 24, 16] },
+    'blip-itm-base-coco': { kind: 'filter', vision: [768, 12, 12] },
+    'blip-itm-large-coco': { kind: 'filter', vision: [1024, 24, 16] },
+  } as const;
+
+  for (const [repo, want] of Object.entries(REPOS)) {
+    it(`${repo}: ${want.kind}, ViT ${want.vision.join('/')}, BERT 768/12/12, 577 image tokens at 384 px`, async () => {
+      const cfg = await readBlipConfig(join(REAL, repo));
+      expect(cfg.kind).toBe(want.kind);
+      const { vision: v, text: t } = cfg;
+      expect([v.hiddenSize, v.numLayers, v.numHeads]).toEqual([...want.vision]);
+      expect([t.hiddenSize, t.numLayers, t.numHeads, t.vocabSize]).toEqual([768, 12, 12, 30524]);
+      expect(t.encoderHiddenSize).toBe(v.hiddenSize);
+      expect(imageTokenCount(v)).toBe(577);
+      expect(cfg.imageTextHiddenSize).toBe(256);
+      const pre = JSON.parse(await readFile(join(REAL, repo, 'preprocessor_config.json'), 'utf8'));
+      expect(imageSpecFromPreprocessorConfig(pre)).toMatchObject({
+        height: 384,
+        width: 384,
+        resample: 'bicubic',
+      });
+    });
+  }
+
+  it('without text_config.encoder_hidden_size (as large ships on some revisions): the vision width, as transformers', async () => {
+    for (const repo of ['blip-image-captioning-large', 'blip-itm-large-coco']) {
+      const json = JSON.parse(
+        await readFile(join(REAL, repo, 'config.without-encoder_hidden_size.json'), 'utf8'),
+      ) as { text_config: Record<string, unknown> };
+      expect(json.text_config.encoder_hidden_size, repo).toBeUndefined();
+      expect(parseBlipConfig(json).text.encoderHiddenSize, repo).toBe(1024);
+    }
   });
 });
