@@ -51,6 +51,19 @@ export function compareScores(fp32: TextScore[][], int8: TextScore[][], threshol
   };
 }
 
+/**
+ * The Wilson score interval of a proportion (95 % with z = 1.96): what `agree` of `texts` says about
+ * the agreement rate itself, since a few hundred texts cannot tell 98 % from 99 % by themselves.
+ */
+export function wilsonInterval(successes: number, n: number, z = 1.96): [number, number] {
+  if (n === 0) return [0, 1];
+  const p = successes / n;
+  const z2 = z * z;
+  const centre = (p + z2 / (2 * n)) / (1 + z2 / n);
+  const half = (z / (1 + z2 / n)) * Math.sqrt((p * (1 - p)) / n + z2 / (4 * n * n));
+  return [Math.max(0, centre - half), Math.min(1, centre + half)];
+}
+
 /** BLIP's greedy captions (repetition penalty 1.0, as BLIP's beam/greedy branch). */
 export async function greedyCaptions(
   dir: string,

@@ -6,7 +6,7 @@ import { Captioner } from '../src/captioner/captioner.js';
 import { CAPFILT_DECODING, CAPFILT_FILTER } from '../src/core/defaults.js';
 import { Filter } from '../src/filter/filter.js';
 import { readManifest } from '../src/model/manifest.js';
-import { compareScores, greedyCaptions, teacherForced } from './int8-checks.js';
+import { compareScores, greedyCaptions, teacherForced, wilsonInterval } from './int8-checks.js';
 import {
   type BenchPrecision,
   type BenchSource,
@@ -220,6 +220,9 @@ async function evaluate(
       itm_mean_delta: cmp.itmMeanDelta.toExponential(2),
       itc_max_delta: cmp.itcMaxDelta.toExponential(2),
       agree: pct(cmp.agree, cmp.texts),
+      agree_95ci: wilsonInterval(cmp.agree, cmp.texts)
+        .map((x) => `${(100 * x).toFixed(1)} %`)
+        .join(' – '),
       near_threshold: cmp.nearThreshold,
       within_001: cmp.within001,
       flip_max_dist: cmp.flipMaxDistance.toExponential(1),

@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest';
-import { compareScores } from '../../bench/int8-checks.js';
+import { compareScores, wilsonInterval } from '../../bench/int8-checks.js';
 
 describe('compareScores', () => {
   it('counts flips at the threshold and the fp32 scores that int8 could have flipped', () => {
@@ -27,5 +27,25 @@ describe('compareScores', () => {
     expect(c.within001).toBe(2);
     // The one flip: fp32 0.505 → int8 0.495.
     expect(c.flipMaxDistance).toBeCloseTo(0.005, 10);
+  });
+});
+
+describe('wilsonInterval', () => {
+  it('gives the closed forms at the edges: 0 of n → [0, z²/(n+z²)], n of n → [n/(n+z²), 1]', () => {
+    const z2 = 1.96 * 1.96;
+    const [lo0, hi0] = wilsonInterval(0, 10);
+    expect(lo0).toBe(0);
+    expect(hi0).toBeCloseTo(z2 / (10 + z2), 12);
+    const [lo1, hi1] = wilsonInterval(10, 10);
+    expect(lo1).toBeCloseTo(10 / (10 + z2), 12);
+    expect(hi1).toBe(1);
+  });
+
+  it('is not symmetric near 1 and narrows with n', () => {
+    const [lo, hi] = wilsonInterval(306, 312);
+    expect(lo).toBeCloseTo(0.9587, 4);
+    expect(hi).toBeCloseTo(0.9912, 4);
+    const [lo10, hi10] = wilsonInterval(3060, 3120);
+    expect(hi10 - lo10).toBeLessThan((hi - lo) / 3);
   });
 });
