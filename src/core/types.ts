@@ -114,6 +114,8 @@ export interface LoadedSample {
   /** Pixel tensors per engine (the two models may use different sizes/normalisation). */
   captionerPixels?: Float32Array;
   filterPixels?: Float32Array;
+  /** The encoded image as read, kept when the run's dataset format packs it (a WebDataset tar). */
+  bytes?: Uint8Array;
   rejection?: Rejection;
 }
 

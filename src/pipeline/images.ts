@@ -1,9 +1,11 @@
 /**
- * The original image bytes of records that were written without them (the queue's write job,
- * `capfilt export`): read again from the shard's input through the same reader, in its order.
+ * The original image bytes of a shard's records for its WebDataset tar: the bytes a batch was
+ * decoded from when this process read them (`keep`), otherwise — records that crossed a job
+ * boundary or came back from a checkpoint, `capfilt export` — read again from the shard's input
+ * through the same reader, in its order.
  */
 import { ShardError } from '../core/errors.js';
-import type { OutputRecord, PairRef, ShardRef } from '../core/types.js';
+import type { LoadedSample, OutputRecord, PairRef, ShardRef } from '../core/types.js';
 import { inDataset } from '../output/dataset-writer.js';
 import { imageBytes, readShardPairs, type StageContext } from './stages.js';
 
@@ -11,6 +13,8 @@ export class ShardImages {
   #shard: ShardRef;
   #ctx: Pick<StageContext, 'storage' | 'options'>;
   #pairs: AsyncGenerator<PairRef>;
+  /** Bytes of decoded pairs not yet written, by pair index. */
+  #kept = new Map<number, Uint8Array>();
 
   constructor(shard: ShardRef, ctx: Pick<StageContext, 'storage' | 'options'>) {
     this.#shard = shard;
@@ -32,11 +36,20 @@ export class ShardImages {
     });
   }
 
+  /** Keeps the bytes a batch was decoded from, until its records are written. */
+  keep(batch: readonly LoadedSample[]): void {
+    for (const s of batch) if (s.bytes) this.#kept.set(s.ref.index, s.bytes);
+  }
+
   /** Per record, its image bytes when it belongs in the dataset (undefined otherwise). */
   async of(records: readonly OutputRecord[]): Promise<(Uint8Array | undefined)[]> {
     const out: (Uint8Array | undefined)[] = [];
-    for (const r of records)
-      out.push(inDataset(r) ? await imageBytes(await this.#pairOf(r), this.#ctx) : undefined);
+    for (const r of records) {
+      const kept = this.#kept.get(r.index);
+      this.#kept.delete(r.index);
+      if (!inDataset(r)) out.push(undefined);
+      else out.push(kept ?? (await imageBytes(await this.#pairOf(r), this.#ctx)));
+    }
     return out;
   }
 

@@ -140,11 +140,11 @@ export async function processShard(shard: ShardRef, ctx: ShardContext): Promise<
   const startedAt = new Date();
   const timings = emptyTimings();
   const writer = await openWriter(shard, ctx);
-  // A WebDataset's images are read again from the input in record order (checkpointed batches
-  // come back without them), as the queue's write job reads them.
+  // A WebDataset packs each batch's images as they were read; only checkpointed batches (which
+  // come back without them) are read again from the input, as the queue's write job reads them.
   const images = carriesImages(ctx.options.output.format) ? new ShardImages(shard, ctx) : null;
   try {
-    for await (const records of shardRecords(shard, ctx, timings)) {
+    for await (const records of shardRecords(shard, ctx, timings, (batch) => images?.keep(batch))) {
       const t0 = performance.now();
       await writer.append(records, images ? await images.of(records) : undefined);
       timings.write += performance.now() - t0;
@@ -171,6 +171,8 @@ export async function* shardRecords(
   shard: ShardRef,
   ctx: ShardContext,
   timings: StageTimings,
+  /** Sees each decoded batch before the models run on it. */
+  onLoaded?: (batch: readonly LoadedSample[]) => void,
 ): AsyncGenerator<OutputRecord[]> {
   const key = checkpointKey(ctx.fingerprint, ctx.options, modelIds(ctx));
   yield* checkpointedBatches(
@@ -178,7 +180,10 @@ export async function* shardRecords(
     ctx,
     timings,
     ShardCheckpoint.for(ctx.storage, ctx.output, shard.id, key),
-    (batch) => modelStages(batch, ctx, timings),
+    (batch) => {
+      onLoaded?.(batch);
+      return modelStages(batch, ctx, timings);
+    },
   );
 }
 

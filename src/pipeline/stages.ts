@@ -29,6 +29,7 @@ import { withDecodedImage } from '../io/image.js';
 import type { PixelBudget } from '../io/pixel-budget.js';
 import { readShard } from '../io/readers/index.js';
 import type { Storage } from '../io/storage/storage.js';
+import { carriesImages } from '../output/dataset-writer.js';
 import type { CaptionEngine, FilterEngine } from './engines.js';
 
 /** What the stages need: where to read, the engines (absent for human-only work) and the options. */
@@ -98,6 +99,8 @@ async function loadOne(pair: PairRef, ctx: StageContext, shareable: boolean): Pr
       limits,
       (image) => {
         const sample: LoadedSample = { ref: pair, width: image.width, height: image.height };
+        // Packed into the shard's tar later: kept rather than fetched a second time.
+        if (carriesImages(ctx.options.output.format)) sample.bytes = bytes;
         if (!pair.human) {
           if (ctx.captioner) sample.captionerPixels = ctx.captioner.pixels(image);
           if (ctx.filter) {
