@@ -35,8 +35,9 @@ export const MANIFEST_FORMAT_VERSION = 4;
 
 /**
  * The graphs the CUDA execution provider runs: fused onnxruntime ops and ONNX Loop decoding like the
- * CPU set. For an fp16 import they compute in float16 (LayerNorm statistics, softmax, L2
- * normalisation and the output heads in float32); otherwise they are the CPU set's files.
+ * CPU set. For an fp16 import they compute in float16 (the output heads, the ITC normalisation and
+ * the logits processing in float32; LayerNorm and attention are onnxruntime's float16 kernels);
+ * otherwise they are the CPU set's files.
  */
 export interface CudaGraphs {
   graphs: Record<string, string>;
@@ -87,7 +88,7 @@ export interface ModelManifest {
   quantization?: Quantization;
   /**
    * ONNX files by role (vision, cross_kv, decoder, itm, itc_text, and the whole-graph calls),
-   * relative to the model dir: the CPU and CUDA set (fused onnxruntime ops, float32 compute).
+   * relative to the model dir: the CPU set (fused onnxruntime ops, float32 compute).
    */
   graphs: Record<string, string>;
   /** The CUDA set. */

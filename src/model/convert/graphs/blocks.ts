@@ -151,7 +151,7 @@ export class Blocks {
   /**
    * Split the last axis into parts of `sizes`. A WebGPU shader binds one storage buffer per output
    * and the WebGPU standard guarantees 8 per stage (lavapipe: 16), so the portable form splits at
-   * most SPLIT_OUTPUTS ways at a time: BLIP's 24 cross keys/values become a split of splits.
+   * most PORTABLE_SPLIT_OUTPUTS ways at a time: BLIP's 24 cross keys/values become a split of splits.
    */
   private splitSizes(x: string, sizes: number[]): string[] {
     const max = this.options.portable ? PORTABLE_SPLIT_OUTPUTS : sizes.length;

@@ -25,10 +25,7 @@ export function fusedVariant(weightType: FloatType, store = new WeightStore()): 
   return { weightType, computeType: 'float32', portable: false, unrolledSteps: 0, store };
 }
 
-/**
- * The CUDA set of an fp16 import: the fused set computing in float16 (the CPU set widens the same
- * weights to float32, since onnxruntime's CPU provider has no float16 GEMM on x86).
- */
+/** The CUDA set of an fp16 import: the fused set on the stored float16 weights, computing in float16. */
 export function halfFusedVariant(store: WeightStore): GraphVariant {
   return { ...fusedVariant('float16', store), computeType: 'float16' };
 }
