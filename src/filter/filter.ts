@@ -1,9 +1,10 @@
 import type * as ort from 'onnxruntime-node';
 import type { FilterOptions, TextScore } from '../core/types.js';
 import { GRAPHS, IO } from '../model/io-names.js';
+import type { ModelManifest } from '../model/manifest.js';
 import { mapBatches } from '../model/runtime/batching.js';
 import { BlipEngine, type EngineOptions, loadModel } from '../model/runtime/engine.js';
-import { int64 } from '../model/runtime/runtime.js';
+import { int64, ModelSessions } from '../model/runtime/runtime.js';
 import { encodeForItm, type ItmEncoding } from '../model/runtime/tokenizer.js';
 import { MAX_TEXTS_PER_CALL, padTexts, planScoring } from './text-calls.js';
 
@@ -15,7 +16,14 @@ export interface ScoreSample {
   texts: string[];
 }
 
-export type ScoreOptions = Pick<FilterOptions, 'firstToken' | 'maxTextLength'>;
+export type ScoreOptions = Pick<FilterOptions, 'firstToken' | 'maxTextLength'> & {
+  /**
+   * The keep/drop threshold of the run. A filter with a recheck set (an int8 model imported with
+   * --recheck-margin) scores again in fp32 every image with a text whose probability lies within
+   * the margin of it; without a threshold nothing is rechecked.
+   */
+  threshold?: number;
+};
 
 /** Text i's ITM P(match) from logits [T, 2]: softmax(logits)[1] = 1 / (1 + e^(l0 - l1)), in float64. */
 function matchProbability(logits: Float32Array, i: number): number {
@@ -27,18 +35,56 @@ function matchProbability(logits: Float32Array, i: number): number {
  * cross-attention K/V computation per image, shared by every text scored against it.
  */
 export class Filter extends BlipEngine {
+  /** The same model's fp32 graphs, for texts near the threshold (an int8 model's recheck set). */
+  private recheck: { filter: Filter; margin: number } | null = null;
+  /** Texts whose scores came from the recheck set, since load. */
+  rechecked = 0;
+
   static async load(modelDir: string, options: EngineOptions = {}): Promise<Filter> {
-    return new Filter(await loadModel(modelDir, 'filter', options));
+    const model = await loadModel(modelDir, 'filter', options);
+    const filter = new Filter(model);
+    const recheck = model.manifest.recheck;
+    if (recheck) {
+      const manifest: ModelManifest = { ...model.manifest, precision: 'fp32', graphs: recheck.graphs };
+      delete manifest.recheck;
+      delete manifest.quantization;
+      const sessions = new ModelSessions(modelDir, manifest, model.device, options);
+      filter.recheck = {
+        filter: new Filter({ ...model, manifest, sessions, wholeGraph: false }),
+        margin: recheck.margin,
+      };
+    }
+    return filter;
   }
 
   /** ITM match probability and ITC cosine of every text of every sample. */
   async score(samples: readonly ScoreSample[], options: ScoreOptions): Promise<TextScore[][]> {
-    return mapBatches(
+    const scores = await mapBatches(
       samples,
       this.batchSize,
       (batch) => this.exclusive(() => this.scoreBatch(batch, options)),
       (size) => this.warn(`out of memory while filtering; batch size lowered to ${size}`),
     );
+    const { recheck } = this;
+    const { threshold } = options;
+    if (!recheck || threshold === undefined) return scores;
+    const near = samples.flatMap((_, i) =>
+      scores[i].some((s) => Math.abs(s.itm - threshold) < recheck.margin) ? [i] : [],
+    );
+    if (near.length === 0) return scores;
+    const exact = await recheck.filter.score(
+      near.map((i) => samples[i]),
+      options,
+    );
+    near.forEach((i, j) => {
+      scores[i] = exact[j];
+      this.rechecked += exact[j].length;
+    });
+    return scores;
+  }
+
+  override async close(): Promise<void> {
+    await Promise.all([super.close(), this.recheck?.filter.close()]);
   }
 
   /** image_embeds [B, N, Dv] and the normalised ITC image features [B, E] of a batch. */

@@ -56,6 +56,16 @@ export interface WebGpuGraphs {
   unrolledSteps: number;
 }
 
+/**
+ * An int8 filter's host-path graphs in fp32 (`models import --recheck-margin`): an image with a
+ * text whose int8 ITM probability lies within `margin` of the decision threshold is scored again
+ * with them, so that the decisions near the threshold are fp32's.
+ */
+export interface RecheckGraphs {
+  margin: number;
+  graphs: Record<string, string>;
+}
+
 /** Weight precisions an import can write. */
 export const PRECISIONS = ['fp32', 'fp16', 'int8'] as const;
 export type Precision = (typeof PRECISIONS)[number];
@@ -86,6 +96,8 @@ export interface ModelManifest {
   precision: Precision;
   /** int8 only: how the CPU set was quantized. */
   quantization?: Quantization;
+  /** int8 filters imported with a recheck margin: their fp32 graphs for texts near the threshold. */
+  recheck?: RecheckGraphs;
   /**
    * ONNX files by role (vision, cross_kv, decoder, itm, itc_text, and the whole-graph calls),
    * relative to the model dir: the CPU set (fused onnxruntime ops, float32 compute).

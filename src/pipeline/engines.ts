@@ -19,6 +19,7 @@ export interface FilterEngine {
   pixels(image: RgbImage): Float32Array;
   score(
     samples: { key: string; pixels: Float32Array; texts: string[] }[],
-    options: { firstToken: 'enc' | 'cls'; maxTextLength: number },
+    /** threshold: the run's, near which a filter with a recheck set scores again in fp32. */
+    options: { firstToken: 'enc' | 'cls'; maxTextLength: number; threshold?: number },
   ): Promise<TextScore[][]>;
 }

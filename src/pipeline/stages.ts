@@ -168,7 +168,11 @@ export async function filterSamples(
       pixels: s.filterPixels as Float32Array,
       texts: [webTextForScoring(s.ref.text ?? '', ctx.options), ...s.captions.map((c) => c.text)],
     })),
-    { firstToken: ctx.options.filter.firstToken, maxTextLength: ctx.options.filter.maxTextLength },
+    {
+      firstToken: ctx.options.filter.firstToken,
+      maxTextLength: ctx.options.filter.maxTextLength,
+      threshold: ctx.options.filter.threshold,
+    },
   );
   todo.forEach((s, i) => {
     s.webScore = scores[i][0];

@@ -30,6 +30,7 @@ export function registerImport(models: Command): void {
     const manifest = await importModel(hfDir, o.output, {
       precision: o.precision,
       quantizeDecoder: o.quantizeDecoder,
+      recheckMargin: o.recheckMargin,
       name: o.name,
       webgpuSteps: o.webgpuSteps,
       onProgress: log,

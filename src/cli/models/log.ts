@@ -1,5 +1,6 @@
 import { type Command, Option } from 'commander';
 import { PRECISIONS, type Precision } from '../../model/manifest.js';
+import { floatArg } from '../flags.js';
 
 export const log = (message: string) => process.stderr.write(`capfilt: ${message}\n`);
 
@@ -18,10 +19,16 @@ export function addPrecisionOptions(cmd: Command): Command {
       '--quantize-decoder',
       'with --precision int8: quantize the captioner decoder too (captions differ more)',
       false,
+    )
+    .option(
+      '--recheck-margin <p>',
+      'with --precision int8, for a filter: score again in fp32 every image with a text whose ITM probability lies within p of the threshold (keeps fp32 graphs too; see README)',
+      floatArg,
     );
 }
 
 export interface PrecisionOptions {
   precision: Precision;
   quantizeDecoder: boolean;
+  recheckMargin?: number;
 }

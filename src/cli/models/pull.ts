@@ -39,6 +39,7 @@ export function registerPull(models: Command): void {
     const manifest = await importModel(raw, o.output, {
       precision: o.precision,
       quantizeDecoder: o.quantizeDecoder,
+      recheckMargin: o.recheckMargin,
       name: `${repo}@${o.revision}`,
       onProgress: log,
     });

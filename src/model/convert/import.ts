@@ -12,7 +12,7 @@ import {
 } from 'node:fs/promises';
 import { basename, dirname, isAbsolute, join, relative, resolve, sep } from 'node:path';
 import { DEFAULT_WEBGPU_STEPS } from '../../core/defaults.js';
-import { ModelError } from '../../core/errors.js';
+import { ModelError, UsageError } from '../../core/errors.js';
 import { CAPFILT_VERSION } from '../../core/version.js';
 import { type BlipConfig, imageTokenCount, readBlipConfig } from '../config.js';
 import { imageSpecFromPreprocessorConfig } from '../image-spec.js';
@@ -23,7 +23,7 @@ import {
   MANIFEST_FORMAT_VERSION,
   type ModelManifest,
   type Precision,
-  type Quantization,
+  type RecheckGraphs,
   type SpecialIds,
   type WebGpuGraphs,
 } from '../manifest.js';
@@ -48,6 +48,12 @@ export interface ImportOptions {
   quantizeDecoder?: boolean;
   /** With int8: weights (by name) kept fp32 besides the default ones (for measuring, see quantize.ts). */
   int8AlsoFp32?: RegExp;
+  /**
+   * With int8, for a filter: also write its graphs in fp32 (the `recheck` set), with which the
+   * filter scores again every image that has a text whose int8 ITM probability lies within this
+   * margin of the decision threshold, so that decisions near it are fp32's (filter/filter.ts).
+   */
+  recheckMargin?: number;
   /** A human name recorded in the manifest (e.g. the hub repo id). */
   name?: string;
   /** Decoding steps of the WebGPU whole-graph captioner (DEFAULT_WEBGPU_STEPS). */
@@ -114,6 +120,7 @@ export async function importModel(
   const target = resolve(outDir);
   await checkTarget(hfDir, target);
   const cfg = await readBlipConfig(hfDir);
+  checkRecheckMargin(options.recheckMargin, precision, cfg);
   const image = await readImageSpec(hfDir, cfg);
   const vocab = vocabIds(await readVocab(hfDir));
   const specialIds = specialIdsOf(cfg, vocab);
@@ -124,46 +131,7 @@ export async function importModel(
   await mkdir(dirname(target), { recursive: true });
   const tmp = await mkdtemp(join(dirname(target), `.${basename(target)}.import-`));
   try {
-    const weightType: FloatType = precision === 'fp16' ? 'float16' : 'float32';
-    // The CPU set first: it writes the weights; the CUDA and WebGPU sets refer to them.
-    const fused = fusedVariant(weightType);
-    // int8 quantizes the per-stage graphs only (its quantizer does not enter Loop bodies): int8
-    // models caption and score from the host.
-    const wholeGraphs =
-      precision === 'int8' ? [GRAPH_ROLES.generateGreedy, GRAPH_ROLES.generateSample, GRAPH_ROLES.score] : [];
-    const graphs = writeGraphs(cfg, checkpoint.weights, fused, tmp, '', progress, wholeGraphs);
-    const cuda: CudaGraphs =
-      precision === 'fp16'
-        ? {
-            graphs: writeGraphs(
-              cfg,
-              checkpoint.weights,
-              halfFusedVariant(fused.store),
-              tmp,
-              '.cuda',
-              progress,
-            ),
-            computeType: 'float16',
-          }
-        : { graphs, computeType: 'float32' };
-    const webgpu: WebGpuGraphs = {
-      graphs: {},
-      computeType: weightType,
-      unrolledSteps: options.webgpuSteps ?? DEFAULT_WEBGPU_STEPS,
-    };
-    const portable: GraphVariant = {
-      ...fused,
-      computeType: weightType,
-      portable: true,
-      unrolledSteps: webgpu.unrolledSteps,
-    };
-    let quantization: Quantization | undefined;
-    if (precision === 'int8') {
-      const roles = int8Roles(Object.keys(graphs), options.quantizeDecoder ?? false);
-      quantization = quantizeModel(tmp, graphs, roles, progress, options.int8AlsoFp32);
-    } else {
-      webgpu.graphs = writeGraphs(cfg, checkpoint.weights, portable, tmp, '.webgpu', progress);
-    }
+    const sets = writeGraphSets(cfg, checkpoint.weights, options, tmp, progress);
     await copyFile(join(hfDir, 'vocab.txt'), join(tmp, 'vocab.txt'));
     await copyFile(join(hfDir, 'tokenizer_config.json'), join(tmp, 'tokenizer_config.json')).catch(
       (err: NodeJS.ErrnoException) => {
@@ -183,10 +151,7 @@ export async function importModel(
       image,
       specialIds,
       precision,
-      ...(quantization ? { quantization } : {}),
-      graphs,
-      cuda,
-      webgpu,
+      ...sets,
       source: {
         dir: resolve(hfDir),
         weightsFile: basename(checkpoint.file),
@@ -207,6 +172,84 @@ export async function importModel(
 }
 
 const MANIFEST_FORMAT = 'capfilt-blip-onnx';
+
+/** The graph sets of a model and where their records go in the manifest. */
+type GraphSets = Pick<ModelManifest, 'graphs' | 'cuda' | 'webgpu' | 'quantization' | 'recheck'>;
+
+/**
+ * Every graph of an import, written into `dir`: the CPU set first (it writes the weights; the
+ * other sets refer to them), then the CUDA and WebGPU sets, or for int8 the quantization (and the
+ * fp32 recheck set of a filter imported with a margin).
+ */
+function writeGraphSets(
+  cfg: BlipConfig,
+  weights: WeightMap,
+  options: ImportOptions,
+  dir: string,
+  progress: (message: string) => void,
+): GraphSets {
+  const precision = options.precision ?? 'fp32';
+  const weightType: FloatType = precision === 'fp16' ? 'float16' : 'float32';
+  const fused = fusedVariant(weightType);
+  const unrolledSteps = options.webgpuSteps ?? DEFAULT_WEBGPU_STEPS;
+  // int8 quantizes the per-stage graphs only (its quantizer does not enter Loop bodies): int8
+  // models caption and score from the host, and run on the CPU only.
+  if (precision === 'int8') {
+    const skip = [GRAPH_ROLES.generateGreedy, GRAPH_ROLES.generateSample, GRAPH_ROLES.score];
+    const graphs = writeGraphs(cfg, weights, fused, dir, '', progress, skip);
+    const roles = int8Roles(Object.keys(graphs), options.quantizeDecoder ?? false);
+    // The recheck set: the host path in fp32 beside the quantized graphs. The quantizer leaves the
+    // roles it is not given as they are and writes their weights into the shared data file.
+    const recheck: RecheckGraphs | undefined =
+      options.recheckMargin === undefined
+        ? undefined
+        : {
+            margin: options.recheckMargin,
+            graphs: writeGraphs(cfg, weights, fused, dir, '.fp32', progress, [GRAPH_ROLES.score]),
+          };
+    const all = { ...graphs, ...prefixed(recheck?.graphs ?? {}, 'fp32:') };
+    const quantization = quantizeModel(dir, all, roles, progress, options.int8AlsoFp32);
+    return {
+      graphs,
+      cuda: { graphs, computeType: 'float32' },
+      webgpu: { graphs: {}, computeType: 'float32', unrolledSteps },
+      quantization,
+      ...(recheck ? { recheck } : {}),
+    };
+  }
+  const graphs = writeGraphs(cfg, weights, fused, dir, '', progress);
+  const cuda: CudaGraphs =
+    precision === 'fp16'
+      ? {
+          graphs: writeGraphs(cfg, weights, halfFusedVariant(fused.store), dir, '.cuda', progress),
+          computeType: 'float16',
+        }
+      : { graphs, computeType: 'float32' };
+  const portable: GraphVariant = { ...fused, computeType: weightType, portable: true, unrolledSteps };
+  const webgpu: WebGpuGraphs = {
+    graphs: writeGraphs(cfg, weights, portable, dir, '.webgpu', progress),
+    computeType: weightType,
+    unrolledSteps,
+  };
+  return { graphs, cuda, webgpu };
+}
+
+/** `graphs` with every role prefixed (distinct keys for one more set of files). */
+function prefixed(graphs: Record<string, string>, prefix: string): Record<string, string> {
+  return Object.fromEntries(Object.entries(graphs).map(([role, file]) => [`${prefix}${role}`, file]));
+}
+
+/** The recheck margin of an import, if asked for: an int8 filter's, strictly between 0 and 0.5. */
+function checkRecheckMargin(margin: number | undefined, precision: Precision, cfg: BlipConfig) {
+  if (margin === undefined) return undefined;
+  if (precision !== 'int8' || cfg.kind !== 'filter') {
+    throw new UsageError('--recheck-margin is for filters imported with --precision int8');
+  }
+  if (!(margin > 0 && margin < 0.5)) {
+    throw new UsageError(`--recheck-margin must lie strictly between 0 and 0.5, got ${margin}`);
+  }
+  return margin;
+}
 
 /** The real path of `path`, or of its nearest existing ancestor joined with the rest. */
 async function realOrResolved(path: string): Promise<string> {
