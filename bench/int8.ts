@@ -59,27 +59,53 @@ async function samplesFor(dir: string, images: number): Promise<Sample[]> {
   }));
 }
 
+/** Scores at the CapFilt threshold, and how many texts a recheck set scored again in fp32. */
 async function scores(dir: string, samples: Sample[]) {
   const filter = await Filter.load(dir);
   try {
-    return await filter.score(samples, CAPFILT_FILTER);
+    return { scores: await filter.score(samples, CAPFILT_FILTER), rechecked: filter.rechecked };
   } finally {
     await filter.close();
   }
 }
 
+/** The fp32 recheck margin of the `recheck` variant. */
+const RECHECK_MARGIN = 0.01;
+
 /**
- * The filter variants `--variants` can compare, each the default int8 recipe with more of the
- * text encoder kept fp32 (`layers`: the text encoder's layer count): `last-layer` its last layer
- * (in ITM and ITC), `cross` the cross-attention (query and output in ITM, the keys and values
+ * The filter variants `--variants` can compare, each the default int8 recipe (`int8`) with more of
+ * the text encoder kept fp32 (`layers`: the text encoder's layer count): `last-layer` its last
+ * layer (in ITM and ITC), `cross` the cross-attention (query and output in ITM, the keys and values
  * of the cross K/V graph), `text` all of it (ITM, ITC and cross K/V fp32: only the vision encoder
- * int8).
+ * int8); or `recheck`, images with a text within RECHECK_MARGIN of the threshold scored again in fp32.
  */
-const VARIANTS: Record<string, (layers: number) => RegExp | undefined> = {
-  default: () => undefined,
-  'last-layer': (layers) => new RegExp(`^text_encoder\\.encoder\\.layer\\.${layers - 1}\\.`),
-  cross: () => /crossattention|cross_kv/,
-  text: () => /^text_encoder\./,
+const VARIANTS: Record<
+  string,
+  { label: string; of: (int8: BenchPrecision, layers: number) => BenchPrecision }
+> = {
+  default: { label: 'heads', of: (p) => p },
+  'last-layer': {
+    label: 'heads + last-layer',
+    of: (p, layers) => ({
+      ...p,
+      alsoFp32: {
+        name: 'last-layer',
+        pattern: new RegExp(`^text_encoder\\.encoder\\.layer\\.${layers - 1}\\.`),
+      },
+    }),
+  },
+  cross: {
+    label: 'heads + cross',
+    of: (p) => ({ ...p, alsoFp32: { name: 'cross', pattern: /crossattention|cross_kv/ } }),
+  },
+  text: {
+    label: 'heads + text',
+    of: (p) => ({ ...p, alsoFp32: { name: 'text', pattern: /^text_encoder\./ } }),
+  },
+  recheck: {
+    label: `heads; fp32 recheck within ${RECHECK_MARGIN}`,
+    of: (p) => ({ ...p, recheckMargin: RECHECK_MARGIN }),
+  },
 };
 
 const SPIN_DOWN_MS = 200;
@@ -187,18 +213,13 @@ async function evaluate(
   const captionerInt8 = await benchModel(source, 'captioner', int8);
   const layers = (await readManifest(fp32.filter)).text.numLayers;
   const filters: string[] = [];
-  for (const v of variants) {
-    const pattern = VARIANTS[v](layers);
-    filters.push(
-      await benchModel(source, 'filter', pattern ? { ...int8, alsoFp32: { name: v, pattern } } : int8),
-    );
-  }
+  for (const v of variants) filters.push(await benchModel(source, 'filter', VARIANTS[v].of(int8, layers)));
   const caption = await captionTextOf(fp32.captioner);
   const samples = await samplesFor(fp32.filter, images);
   const captions = await greedyCaptions(fp32.captioner, samples);
   const int8Captions = await greedyCaptions(captionerInt8, samples);
   const scored = samples.map((s, i) => ({ ...s, texts: [...s.texts, caption.text(captions[i])] }));
-  const reference = await scores(fp32.filter, scored);
+  const reference = (await scores(fp32.filter, scored)).scores;
   const pixels = samples.map((s) => s.pixels);
   const forced = await teacherForced(fp32.captioner, captionerInt8, pixels, captions, caption.promptLength);
   const t = await speed(
@@ -211,10 +232,11 @@ async function evaluate(
   const [filtA, ...filtB] = t.filters;
   const rows: Row[] = [];
   for (const [i, v] of variants.entries()) {
-    const cmp = compareScores(reference, await scores(filters[i], scored), CAPFILT_FILTER.threshold);
+    const int8Scores = await scores(filters[i], scored);
+    const cmp = compareScores(reference, int8Scores.scores, CAPFILT_FILTER.threshold);
     rows.push({
       models: name,
-      kept_fp32: v === 'default' ? 'heads' : `heads + ${v}`,
+      kept_fp32: VARIANTS[v].label,
       texts: cmp.texts,
       itm_max_delta: cmp.itmMaxDelta.toExponential(2),
       itm_mean_delta: cmp.itmMeanDelta.toExponential(2),
@@ -226,6 +248,7 @@ async function evaluate(
       near_threshold: cmp.nearThreshold,
       within_001: cmp.within001,
       flip_max_dist: cmp.flipMaxDistance.toExponential(1),
+      rechecked: pct(int8Scores.rechecked, cmp.texts),
       filter_speedup: ratio(filtA.wall, filtB[i].wall),
       filter_speedup_cpu: ratio(filtA.cpu, filtB[i].cpu),
       capfilt_speedup: ratio(plus(capA.wall, filtA.wall), plus(capB.wall, filtB[i].wall)),

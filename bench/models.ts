@@ -22,15 +22,23 @@ export interface BenchPrecision {
   precision: 'fp32' | 'int8';
   quantizeDecoder?: boolean;
   alsoFp32?: { name: string; pattern: RegExp };
+  /** A filter's fp32 recheck margin (`models import --recheck-margin`). */
+  recheckMargin?: number;
 }
 
 function suffix(p: BenchPrecision): string {
   if (p.precision === 'fp32') return '';
-  return `-int8${p.quantizeDecoder ? '-all' : ''}${p.alsoFp32 ? `-${p.alsoFp32.name}-fp32` : ''}`;
+  const recheck = p.recheckMargin === undefined ? '' : `-recheck${p.recheckMargin}`;
+  return `-int8${p.quantizeDecoder ? '-all' : ''}${p.alsoFp32 ? `-${p.alsoFp32.name}-fp32` : ''}${recheck}`;
 }
 
 function importOptions(p: BenchPrecision) {
-  return { precision: p.precision, quantizeDecoder: p.quantizeDecoder, int8AlsoFp32: p.alsoFp32?.pattern };
+  return {
+    precision: p.precision,
+    quantizeDecoder: p.quantizeDecoder,
+    int8AlsoFp32: p.alsoFp32?.pattern,
+    recheckMargin: p.recheckMargin,
+  };
 }
 
 type Kind = 'captioner' | 'filter';
