@@ -101,6 +101,28 @@ describe('capfilt models (CLI)', () => {
     expect(err.stderr).toMatch(/no readable config\.json/);
   });
 
+  it('import --precision int8 --recheck-margin: the filter keeps its fp32 graphs; a bad margin is exit 2', async () => {
+    const out = join(work, 'filter-recheck');
+    const args = ['models', 'import', join(FIXTURE, 'filter'), '--out', out, '--precision', 'int8'];
+    await capfilt([...args, '--recheck-margin', '0.02']);
+    const manifest = JSON.parse(readFileSync(join(out, 'manifest.json'), 'utf8'));
+    expect(manifest.recheck).toEqual({
+      margin: 0.02,
+      graphs: {
+        vision: 'vision.fp32.onnx',
+        cross_kv: 'cross_kv.fp32.onnx',
+        itm: 'itm.fp32.onnx',
+        itc_text: 'itc_text.fp32.onnx',
+      },
+    });
+    const err = (await capfilt([...args, '--recheck-margin', '0.7']).catch((e: unknown) => e)) as {
+      code: number;
+      stderr: string;
+    };
+    expect(err.code).toBe(2);
+    expect(err.stderr).toMatch(/--recheck-margin must lie strictly between 0 and 0.5, got 0.7/);
+  });
+
   it('pull refuses a repo that import would refuse, before downloading its weights', async () => {
     const dir = join(work, 'not-blip');
     cpSync(join(FIXTURE, 'captioner-bin'), dir, { recursive: true });
