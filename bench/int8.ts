@@ -148,7 +148,7 @@ async function speed(
   filterDirs: string[],
   samples: Sample[],
   rounds: number,
-): Promise<{ captioners: Times[]; filters: Times[] }> {
+): Promise<{ captioners: Times[]; filters: Times[]; rechecked: number[] }> {
   const captioners = await Promise.all(captionerDirs.map((d) => Captioner.load(d)));
   const filters = await Promise.all(filterDirs.map((d) => Filter.load(d)));
   const times = {
@@ -172,7 +172,9 @@ async function speed(
   } finally {
     await Promise.all([...captioners, ...filters].map((e) => e.close()));
   }
-  return times;
+  // Share of the texts timed (web text + caption per image) that a recheck set scored again.
+  const rechecked = filters.map((f) => f.rechecked / (2 * n * (rounds + 1)));
+  return { ...times, rechecked };
 }
 
 /** The fp32 captioner's prompt length and caption text (prompt removed), read once. */
@@ -249,6 +251,7 @@ async function evaluate(
       within_001: cmp.within001,
       flip_max_dist: cmp.flipMaxDistance.toExponential(1),
       rechecked: pct(int8Scores.rechecked, cmp.texts),
+      rechecked_timed: `${(100 * t.rechecked[i + 1]).toFixed(1)} %`,
       filter_speedup: ratio(filtA.wall, filtB[i].wall),
       filter_speedup_cpu: ratio(filtA.cpu, filtB[i].cpu),
       capfilt_speedup: ratio(plus(capA.wall, filtA.wall), plus(capB.wall, filtB[i].wall)),
