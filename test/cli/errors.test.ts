@@ -22,6 +22,7 @@ const REQUIRED: Record<string, string[]> = {
   dashboard: ['--redis', 'redis://127.0.0.1:1'],
   'models random': ['/m'],
   'models import': ['/hf', '-o', '/m'],
+  'models pull': ['Salesforce/x', '-o', '/m'],
 };
 
 /** An out-of-range value for every numeric flag capfilt has. */
@@ -54,6 +55,7 @@ const OUT_OF_RANGE: Record<string, string> = {
   '--port': '70000',
   '--weights-seed': '1.5',
   '--webgpu-steps': '0',
+  '--recheck-margin': '0.5',
 };
 
 const NUMERIC_PARSERS: unknown[] = [intArg, floatArg, positiveInt, nonNegativeInt];

@@ -1,6 +1,11 @@
 import type { Command } from 'commander';
 import type { PullProgress } from '../../model/convert/hub.js';
-import { importModel } from '../../model/convert/import.js';
+import {
+  checkImportConfig,
+  checkImportOptions,
+  type ImportOptions,
+  importModel,
+} from '../../model/convert/import.js';
 import { pullCheckpoint } from '../../model/convert/pull.js';
 import { addAlias } from '../flags.js';
 import { addPrecisionOptions, log, type PrecisionOptions } from './log.js';
@@ -35,14 +40,20 @@ export function registerPull(models: Command): void {
   addAlias(cmd, '--out <dir>', 'output');
   cmd.action(async (repo: string, o: PullCommandOptions) => {
     const raw = o.downloadDir ?? `${o.output}.hf`;
-    const pulled = await pullCheckpoint({ repo, revision: o.revision, out: raw, onProgress: progressLog() });
-    const manifest = await importModel(raw, o.output, {
+    const options: ImportOptions = {
       precision: o.precision,
       quantizeDecoder: o.quantizeDecoder,
       recheckMargin: o.recheckMargin,
       name: `${repo}@${o.revision}`,
       onProgress: log,
-    });
+    };
+    // What import would refuse is refused before anything is downloaded.
+    checkImportOptions(options);
+    const pulled = await pullCheckpoint(
+      { repo, revision: o.revision, out: raw, onProgress: progressLog() },
+      (cfg) => checkImportConfig(options, cfg),
+    );
+    const manifest = await importModel(raw, o.output, options);
     process.stdout.write(
       `${JSON.stringify({ out: o.output, kind: manifest.kind, weights: pulled.weights, commit: pulled.commit })}\n`,
     );

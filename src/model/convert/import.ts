@@ -116,11 +116,12 @@ export async function importModel(
   options: ImportOptions = {},
 ): Promise<ModelManifest> {
   const progress = options.onProgress ?? (() => {});
+  checkImportOptions(options);
   const precision = options.precision ?? 'fp32';
   const target = resolve(outDir);
   await checkTarget(hfDir, target);
   const cfg = await readBlipConfig(hfDir);
-  checkRecheckMargin(options.recheckMargin, precision, cfg);
+  checkImportConfig(options, cfg);
   const image = await readImageSpec(hfDir, cfg);
   const vocab = vocabIds(await readVocab(hfDir));
   const specialIds = specialIdsOf(cfg, vocab);
@@ -239,17 +240,22 @@ function prefixed(graphs: Record<string, string>, prefix: string): Record<string
   return Object.fromEntries(Object.entries(graphs).map(([role, file]) => [`${prefix}${role}`, file]));
 }
 
-/** The recheck margin of an import, if asked for: an int8 filter's, strictly between 0 and 0.5. */
-function checkRecheckMargin(margin: number | undefined, precision: Precision, cfg: BlipConfig) {
-  if (margin === undefined) return undefined;
-  if (precision !== 'int8' || cfg.kind !== 'filter') {
-    throw new UsageError('--recheck-margin is for filters imported with --precision int8');
-  }
+/** What an import's options allow, checked before anything is read or downloaded. */
+export function checkImportOptions(options: ImportOptions): void {
+  const margin = options.recheckMargin;
+  if (margin === undefined) return;
   if (!(margin > 0 && margin < 0.5)) {
     throw new UsageError(`--recheck-margin must lie strictly between 0 and 0.5, got ${margin}`);
   }
-  return margin;
+  if ((options.precision ?? 'fp32') !== 'int8') throw new UsageError(RECHECK_FOR);
 }
+
+/** What an import's options ask of the checkpoint (its config read, its weights not yet). */
+export function checkImportConfig(options: ImportOptions, cfg: BlipConfig): void {
+  if (options.recheckMargin !== undefined && cfg.kind !== 'filter') throw new UsageError(RECHECK_FOR);
+}
+
+const RECHECK_FOR = '--recheck-margin is for filters imported with --precision int8';
 
 /** The real path of `path`, or of its nearest existing ancestor joined with the rest. */
 async function realOrResolved(path: string): Promise<string> {
